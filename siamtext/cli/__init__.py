@@ -1,0 +1,43 @@
+"""The ``siamtext`` command: argparse subcommands, one module each, thin over the library."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from collections.abc import Sequence
+
+# subcommand -> module under siamtext.cli that defines `add_parser(subparsers)` and `run(args)`
+SUBCOMMANDS = {
+    "demo": "demo",
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The top-level parser with every subcommand registered."""
+    from siamtext import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="siamtext", description="Siamese transformer networks for text similarity."
+    )
+    parser.add_argument("--version", action="version", version=f"siamtext {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, module_name in SUBCOMMANDS.items():
+        module = importlib.import_module(f"siamtext.cli.{module_name}")
+        sp = module.add_parser(sub)
+        sp.set_defaults(_run=module.run)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``siamtext`` command. Returns the exit status."""
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return int(args._run(args) or 0)
+    except (ValueError, TypeError, OSError) as err:
+        print(f"siamtext {args.command}: error: {err}", file=sys.stderr)
+        return 2
