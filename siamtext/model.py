@@ -120,6 +120,7 @@ class SiamText(nn.Module):
         self._pool = get_pooling(self.config.pooling)
         self._warned_truncation = False
         self.to(torch.device(device) if device is not None else _default_device())
+        self.eval()  # like transformers: inference mode until a trainer says otherwise
 
     @classmethod
     def from_pretrained(cls, model_name_or_path: str | Path = DEFAULT_MODEL, **kwargs) -> SiamText:
