@@ -21,7 +21,10 @@ DistanceName = Literal["euclidean", "manhattan", "cosine"]
 
 
 def cosine_similarity_matrix(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """Cosine similarity of every row of ``a`` with every row of ``b``: ``(n, d), (m, d) -> (n, m)``."""
+    """Cosine similarity of every row of ``a`` with every row of ``b``.
+
+    Shapes: ``(n, d), (m, d) -> (n, m)``.
+    """
     return F.normalize(a, p=2, dim=-1) @ F.normalize(b, p=2, dim=-1).T
 
 

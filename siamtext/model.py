@@ -202,7 +202,9 @@ class SiamText(nn.Module):
             batch["token_type_ids"] = torch.zeros_like(input_ids)
         return {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
 
-    def tokenize(self, texts: Sequence[str], max_length: int | None = None) -> dict[str, torch.Tensor]:
+    def tokenize(
+        self, texts: Sequence[str], max_length: int | None = None
+    ) -> dict[str, torch.Tensor]:
         """Tokenise and pad ``texts`` into a batch for :meth:`forward`."""
         return self.pad(self.token_ids(check_texts(texts, "texts"), max_length))
 

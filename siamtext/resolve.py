@@ -105,7 +105,9 @@ def resolve_model_path(
             failed.
     """
     if not isinstance(name_or_path, (str, Path)):
-        raise TypeError(f"model_name_or_path must be a str or Path, got {type(name_or_path).__name__}")
+        raise TypeError(
+            f"model_name_or_path must be a str or Path, got {type(name_or_path).__name__}"
+        )
     name = str(name_or_path)
     path = Path(name).expanduser()
     if path.is_dir():

@@ -95,7 +95,8 @@ def write_layout(folder: Path, *, pooling: str, normalize: bool, max_length: int
     """Write the sentence-transformers files for a model saved at the root of ``folder``."""
     modules = [
         {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
-        {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
+        {"idx": 1, "name": "1", "path": "1_Pooling",
+         "type": "sentence_transformers.models.Pooling"},
     ]
     if normalize:
         modules.append({"idx": 2, "name": "2", "path": "2_Normalize",

@@ -18,11 +18,15 @@ def check_texts(texts: object, name: str = "sentences") -> list[str]:
     if isinstance(texts, str):
         return [texts]
     if texts is None or not isinstance(texts, Iterable) or isinstance(texts, (bytes, dict)):
-        raise TypeError(f"{name} must be a string or a list of strings, got {type(texts).__name__}")
+        raise TypeError(
+            f"{name} must be a string or a list of strings, got {type(texts).__name__}"
+        )
     out = list(texts)
     for i, text in enumerate(out):
         if not isinstance(text, str):
-            raise TypeError(f"{name}[{i}] must be a string, got {type(text).__name__}: {text!r:.60}")
+            raise TypeError(
+                f"{name}[{i}] must be a string, got {type(text).__name__}: {text!r:.60}"
+            )
     return out
 
 

@@ -34,5 +34,6 @@ def test_mean_pooling_all_padding_row_is_zero_not_nan():
 
 def test_get_pooling_unknown_name():
     assert get_pooling("mean") is mean_pooling
-    with pytest.raises(ValueError, match=r"pooling must be one of \['cls', 'max', 'mean'\], got 'sum'"):
+    expected = r"pooling must be one of \['cls', 'max', 'mean'\], got 'sum'"
+    with pytest.raises(ValueError, match=expected):
         get_pooling("sum")
