@@ -1,0 +1,189 @@
+"""The base class of every siamtext loss, and the input checks they share.
+
+A loss is an ``nn.Module`` that holds the model it trains. Its :meth:`SiamLoss.forward` takes
+what a collator yields, one tokenised batch dict per text column plus the label tensor, embeds
+each dict with the shared tower and hands the embeddings to
+:meth:`SiamLoss.compute_loss_from_embeddings`, a pure function of the embeddings that the
+tests check against values computed by hand.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
+
+import torch
+from torch import Tensor, nn
+
+if TYPE_CHECKING:
+    from siamtext.model import SiamText
+
+InputFormat = Literal["pair", "triplet", "pair_score", "labelled", "anchor_positive"]
+
+#: How many text columns (feature dicts) each input format carries: (at least, at most).
+#: ``None`` means no upper bound (anchor, positive and any number of hard negatives).
+GROUPS: dict[str, tuple[int, int | None]] = {
+    "pair": (2, 2),
+    "pair_score": (2, 2),
+    "triplet": (3, 3),
+    "labelled": (1, 1),
+    "anchor_positive": (2, None),
+}
+
+#: What the rows of each input format look like, for error messages and collators.
+ROWS: dict[str, str] = {
+    "pair": "(sentence1, sentence2, label 0/1)",
+    "pair_score": "(sentence1, sentence2, float score)",
+    "triplet": "(anchor, positive, negative)",
+    "labelled": "(text, class label)",
+    "anchor_positive": "(anchor, positive[, negative, ...][, class label])",
+}
+
+
+class SiamLoss(nn.Module):
+    """Base class: embed every text column with the shared tower, then score the embeddings.
+
+    Subclasses set :attr:`input_format` and implement :meth:`compute_loss_from_embeddings`
+    and :meth:`get_config_dict`.
+
+    Args:
+        model: The :class:`siamtext.SiamText` being trained. Its ``forward`` normalises the
+            embeddings when ``model.config.normalize`` is set (the default), so distances on
+            unit vectors are what the default margins are chosen for.
+
+    Attributes:
+        input_format: What rows the loss expects: ``"pair"`` (s1, s2, label 0/1),
+            ``"pair_score"`` (s1, s2, float score), ``"triplet"`` (anchor, positive,
+            negative), ``"labelled"`` (text, class label) or ``"anchor_positive"``
+            (anchor, positive[, negatives...], optional class label). Collators and the
+            trainer read it to check that the data fits.
+    """
+
+    input_format: ClassVar[InputFormat]
+
+    def __init__(self, model: SiamText) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, features: Sequence[dict[str, Tensor]], labels: Tensor | None) -> Tensor:
+        """Embed each feature dict and return the scalar loss.
+
+        Args:
+            features: One tokenised batch dict per text column (``model.tokenize(texts)``),
+                in the column order of :attr:`input_format`.
+            labels: One label per row, or ``None`` where the loss needs none.
+
+        Returns:
+            A scalar tensor.
+
+        Raises:
+            ValueError: If the number of feature dicts does not fit :attr:`input_format`,
+                before anything is embedded.
+        """
+        check_group_count(len(features), self.input_format, type(self).__name__)
+        embeddings = [self.model(**f) for f in features]
+        return self.compute_loss_from_embeddings(embeddings, labels)
+
+    def compute_loss_from_embeddings(
+        self, embeddings: list[Tensor], labels: Tensor | None
+    ) -> Tensor:
+        """The loss of already computed embeddings (one ``(batch, dim)`` tensor per column)."""
+        raise NotImplementedError
+
+    def get_config_dict(self) -> dict[str, Any]:
+        """The loss's parameters as JSON-serialisable values, for the model card."""
+        return {}
+
+    def extra_repr(self) -> str:
+        return ", ".join(f"{k}={v!r}" for k, v in self.get_config_dict().items())
+
+
+# ---------------------------------------------------------------------- shared checks
+def check_group_count(count: int, input_format: str, loss_name: str) -> None:
+    """Raise ``ValueError`` unless ``count`` text columns fit ``input_format``."""
+    low, high = GROUPS[input_format]
+    if count < low or (high is not None and count > high):
+        expected = f"{low}" if low == high else f"at least {low}"
+        raise ValueError(
+            f"{loss_name} expects {expected} feature groups for {input_format!r} rows "
+            f"{ROWS[input_format]}, got {count}"
+        )
+
+
+def check_embeddings(embeddings: Sequence[Tensor], input_format: str,
+                     loss_name: str) -> list[Tensor]:
+    """Check the number and shapes of the embedding groups; return them as float32+.
+
+    Every group must be a 2-D ``(batch, dim)`` tensor with the same batch size and dim as the
+    first, and the batch must not be empty. Half-precision embeddings (from autocast) are
+    cast to float32 so that exponentials and squares do not overflow.
+    """
+    check_group_count(len(embeddings), input_format, loss_name)
+    first = embeddings[0]
+    for i, emb in enumerate(embeddings):
+        if not isinstance(emb, Tensor) or emb.ndim != 2:
+            shape = tuple(emb.shape) if isinstance(emb, Tensor) else type(emb).__name__
+            raise ValueError(f"{loss_name}: embeddings[{i}] must be a 2-D (batch, dim) tensor, "
+                             f"got {shape}")
+        if emb.shape != first.shape:
+            raise ValueError(f"{loss_name}: embeddings[{i}] has shape {tuple(emb.shape)}, but "
+                             f"embeddings[0] has {tuple(first.shape)}; every column needs the "
+                             "same number of rows")
+    if first.shape[0] == 0:
+        raise ValueError(f"{loss_name}: the batch is empty (0 rows)")
+    return [e.float() if e.dtype in (torch.float16, torch.bfloat16) else e for e in embeddings]
+
+
+def check_labels(labels: Tensor | None, batch_size: int, loss_name: str,
+                 device: torch.device) -> Tensor:
+    """Return ``labels`` flattened to ``(batch_size,)`` on ``device``.
+
+    Raises:
+        ValueError: If ``labels`` is ``None`` or has a different number of elements.
+    """
+    if labels is None:
+        raise ValueError(f"{loss_name} needs labels (one per row), got None")
+    labels = torch.as_tensor(labels)
+    if labels.numel() != batch_size:
+        raise ValueError(f"{loss_name} expects {batch_size} labels (one per row), got "
+                         f"{labels.numel()} with shape {tuple(labels.shape)}")
+    return labels.reshape(-1).to(device)
+
+
+def check_binary_labels(labels: Tensor, loss_name: str) -> Tensor:
+    """Return 0/1 ``labels`` as a bool tensor (True = similar).
+
+    Raises:
+        ValueError: Naming the values that are neither 0 nor 1.
+    """
+    if labels.dtype == torch.bool:
+        return labels
+    bad = labels[(labels != 0) & (labels != 1)]
+    if bad.numel():
+        values = torch.unique(bad).tolist()[:10]
+        raise ValueError(f"{loss_name}: labels must be 0 (dissimilar) or 1 (similar), got "
+                         f"other values {values}")
+    return labels == 1
+
+
+def check_margin(margin: object, name: str = "margin") -> float:
+    """Return ``margin`` as a float if it is a finite number >= 0 (else ``ValueError``)."""
+    if isinstance(margin, bool) or not isinstance(margin, (int, float)) or not (
+        0 <= float(margin) < float("inf")
+    ):
+        raise ValueError(f"{name} must be a finite number >= 0, got {margin!r}")
+    return float(margin)
+
+
+def check_scale(scale: object, name: str = "scale") -> float:
+    """Return ``scale`` as a float if it is a finite number > 0 (else ``ValueError``)."""
+    if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not (
+        0 < float(scale) < float("inf")
+    ):
+        raise ValueError(f"{name} must be a finite number > 0, got {scale!r}")
+    return float(scale)
+
+
+def zero_loss(*tensors: Tensor) -> Tensor:
+    """A zero that stays attached to the graph of ``tensors`` so ``backward()`` still works."""
+    return sum((t.sum() * 0.0 for t in tensors), torch.zeros((), device=tensors[0].device))

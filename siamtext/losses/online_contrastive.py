@@ -1,0 +1,144 @@
+"""Online contrastive loss: the contrastive loss on the hard pairs of each batch only."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from torch import Tensor
+
+from siamtext.distances import DistanceName, paired_distance
+from siamtext.losses.base import (
+    InputFormat,
+    SiamLoss,
+    check_binary_labels,
+    check_embeddings,
+    check_labels,
+    check_margin,
+)
+from siamtext.losses.contrastive import DEFAULT_DISTANCE, DEFAULT_MARGIN, contrastive_terms
+
+if TYPE_CHECKING:
+    from siamtext.model import SiamText
+
+
+def hard_pair_mask(distances: Tensor, similar: Tensor) -> Tensor:
+    """Which pairs of the batch are hard, as a bool ``(batch,)`` tensor.
+
+    * A positive (similar) pair is hard when its distance exceeds the smallest distance of a
+      negative pair in the batch: some dissimilar pair is closer than it.
+    * A negative pair is hard when its distance is below the largest distance of a positive
+      pair in the batch.
+
+    When the batch has no negative pairs, the positives farther apart than the mean positive
+    distance are hard; when it has no positive pairs, the negatives closer than the mean
+    negative distance are (the rule of sentence-transformers' ``OnlineContrastiveLoss``).
+    Comparisons are strict, so ties are easy.
+    """
+    positives, negatives = distances[similar], distances[~similar]
+    if negatives.numel():
+        positive_threshold = negatives.min()
+    else:
+        positive_threshold = positives.mean()
+    if positives.numel():
+        negative_threshold = positives.max()
+    else:
+        negative_threshold = negatives.mean()
+    return (similar & (distances > positive_threshold)) | (
+        ~similar & (distances < negative_threshold)
+    )
+
+
+class OnlineContrastiveLoss(SiamLoss):
+    """Contrastive loss (Hadsell et al. 2006) on the hard pairs of the batch only.
+
+    Each pair pays the terms of :class:`~siamtext.losses.ContrastiveLoss` (``D^2/2`` for
+    similar pairs, ``max(0, margin - D)^2/2`` for dissimilar ones) if it is hard, and nothing
+    otherwise:
+
+    * hard positive: a similar pair farther apart than the closest dissimilar pair of the
+      batch (``D > min D_negative``);
+    * hard negative: a dissimilar pair closer than the farthest similar pair of the batch
+      (``D < max D_positive``).
+
+    A batch without dissimilar pairs counts the similar pairs above their mean distance as
+    hard; a batch without similar pairs counts the dissimilar pairs below their mean distance
+    as hard (so a one-sided batch still trains, on its worse half). When no pair is hard the
+    loss is 0, with gradients of 0. Labels follow the dataset convention, 1 = similar (the
+    paper's ``Y = 1 - label``).
+
+    The selection is that of sentence-transformers' ``OnlineContrastiveLoss``; unlike it,
+    the terms keep Hadsell's 1/2 and ``size_average=True`` divides their sum by the batch
+    size, so that the loss equals :class:`ContrastiveLoss` with the easy pairs' terms set
+    to 0 (the scale of a loss does not change AdamW's steps).
+
+    Inputs:
+        Rows ``(sentence1, sentence2, label)`` with label 0 or 1 (``input_format = "pair"``).
+
+    Defaults:
+        ``distance="cosine"``, ``margin=0.5``, as :class:`ContrastiveLoss` and for the same
+        reason: on L2-normalised embeddings cosine distance lies in [0, 2] and a dissimilar
+        pair can reach a cosine similarity below 0.5, so the margin is attainable.
+
+    Args:
+        model: The :class:`siamtext.SiamText` to train.
+        distance: ``"cosine"``, ``"euclidean"`` or ``"manhattan"``.
+        margin: Distance beyond which dissimilar pairs cost nothing (>= 0).
+        size_average: Divide the sum of the hard pairs' terms by the batch size (else sum).
+
+    Raises:
+        ValueError: For an unknown ``distance`` or a negative ``margin``; when called, for
+            labels other than 0 and 1 (naming them) or sizes that do not match.
+
+    Reference:
+        Hadsell, Chopra and LeCun, "Dimensionality Reduction by Learning an Invariant
+        Mapping", CVPR 2006; hard-pair selection as in sentence-transformers.
+
+    Related:
+        :class:`~siamtext.losses.ContrastiveLoss` (every pair),
+        :class:`~siamtext.losses.BatchHardTripletLoss` (hard mining over class labels).
+
+    Example:
+        >>> import torch
+        >>> from siamtext import SiamText
+        >>> from siamtext.losses import OnlineContrastiveLoss
+        >>> model = SiamText()
+        >>> loss = OnlineContrastiveLoss(model)
+        >>> features = [model.tokenize(["How do I reset my password?", "Where is my card?"]),
+        ...             model.tokenize(["I forgot my password", "What is the weather?"])]
+        >>> loss(features, torch.tensor([1, 0])).backward()
+    """
+
+    input_format: ClassVar[InputFormat] = "pair"
+
+    def __init__(self, model: SiamText, distance: DistanceName = DEFAULT_DISTANCE,
+                 margin: float = DEFAULT_MARGIN, size_average: bool = True) -> None:
+        super().__init__(model)
+        self.distance_fn = paired_distance(distance)
+        self.distance = distance
+        self.margin = check_margin(margin)
+        self.size_average = bool(size_average)
+
+    def compute_loss_from_embeddings(
+        self, embeddings: list[Tensor], labels: Tensor | None
+    ) -> Tensor:
+        """Online contrastive loss of two ``(batch, dim)`` embedding groups.
+
+        Args:
+            embeddings: ``[first, second]``, each ``(batch, dim)``.
+            labels: ``(batch,)`` of 0/1 (1 = similar).
+
+        Returns:
+            A scalar: the hard pairs' terms summed, divided by the batch size if
+            ``size_average``.
+        """
+        name = type(self).__name__
+        a, b = check_embeddings(embeddings, self.input_format, name)
+        similar = check_binary_labels(check_labels(labels, a.shape[0], name, a.device), name)
+        distances = self.distance_fn(a, b)
+        hard = hard_pair_mask(distances.detach(), similar)
+        terms = contrastive_terms(distances, similar, self.margin) * hard
+        return terms.mean() if self.size_average else terms.sum()
+
+    def get_config_dict(self) -> dict[str, Any]:
+        return {"distance": self.distance, "margin": self.margin,
+                "size_average": self.size_average}
