@@ -30,7 +30,8 @@ LIBRARY_NAME = "sentence-transformers"
 
 # Keys of `training` shown first, in this order, with these labels.
 _TRAINING_LABELS = {
-    "loss": "Loss", "loss_params": "Loss parameters", "epochs": "Epochs",
+    "loss": "Loss", "loss_params": "Loss parameters", "loss_config": "Loss parameters",
+    "epochs": "Epochs",
     "batch_size": "Batch size", "learning_rate": "Learning rate", "rows": "Training rows",
     "num_rows": "Training rows", "train_rows": "Training rows",
 }
