@@ -417,3 +417,45 @@ def test_card_data_survives_save_and_load(hub_model, saved_dir):
     assert loaded == ModelCardData.load(saved_dir)
     assert loaded.training["loss"] == "ContrastiveLoss"
     assert loaded.base_model == hub_model.card_data.base_model
+
+
+# ---------------------------------------------------------------- CLI
+@pytest.fixture
+def cli(monkeypatch: pytest.MonkeyPatch):
+    from siamtext import cli as cli_module
+
+    monkeypatch.setitem(cli_module.SUBCOMMANDS, "push", "push")  # registered in cli/__init__
+    return cli_module.main
+
+
+def test_cli_push_prints_the_commit_url(hub, cli, saved_dir, capsys):
+    status = cli(["push", str(saved_dir), "alice/cli", "--private", "--token", "hf_cli",
+                  "--commit-message", "from the CLI", "--revision", "dev"])
+    assert status == 0
+    assert capsys.readouterr().out.strip() == f"{hub.url}/alice/cli/commit/{1:040x}"
+    assert json.loads(hub.requests[0]["body"])["visibility"] == "private"
+    assert "POST /api/models/alice/cli/branch/dev" in hub.paths()
+    assert hub.commits[0]["message"] == "from the CLI" and hub.commits[0]["revision"] == "dev"
+    assert hub.requests[0]["headers"]["authorization"] == "Bearer hf_cli"
+
+
+def test_cli_push_create_pr(hub, cli, saved_dir, capsys):
+    assert cli(["push", str(saved_dir), "alice/cli", "--create-pr"]) == 0
+    assert capsys.readouterr().out.strip() == f"{hub.url}/alice/cli/discussions/1"
+
+
+@pytest.mark.parametrize("args, match", [
+    (["alice/x/y"], "repo_id 'alice/x/y' is not a valid Hub repo id"),
+    (["alice/x", "--revision", "dev", "--create-pr"], "do not pass revision"),
+])
+def test_cli_push_bad_input(hub, cli, saved_dir, capsys, args, match):
+    assert cli(["push", str(saved_dir), *args]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("siamtext push: error:") and match in err
+    assert hub.requests == []
+
+
+def test_cli_push_not_a_model_folder(hub, cli, tmp_path, capsys):
+    assert cli(["push", str(tmp_path), "alice/x"]) == 2
+    assert "is not a saved model" in capsys.readouterr().err
+    assert hub.requests == []
