@@ -1,0 +1,93 @@
+"""Folders for fitted classifiers: the encoder, JSON settings and safetensors arrays.
+
+A save writes everything into a fresh sibling folder and only then swaps it into place, so
+a save that fails half-way leaves what was stored before untouched. Nothing is pickled.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from siamtext.model import SiamText
+
+ENCODER_DIR = "encoder"
+FORMAT_VERSION = 1
+
+
+def save_folder(folder: str | Path, write: Callable[[Path], None]) -> Path:
+    """Call ``write(tmp)`` on a fresh folder beside ``folder``, then move it into place.
+
+    Returns:
+        ``folder`` as a Path.
+    """
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise ValueError(f"folder must be a directory path, got an existing file: {folder}")
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.saving-", dir=folder.parent))
+    try:
+        write(tmp)
+        if folder.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{folder.name}.old-", dir=folder.parent))
+            old.rmdir()
+            folder.rename(old)
+            tmp.rename(folder)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            tmp.rename(folder)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return folder
+
+
+def write_json(path: Path, payload: dict) -> None:
+    path.write_text(json.dumps(payload, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
+def read_json(folder: str | Path, name: str, kind: str) -> dict:
+    """Read ``folder/name``; a clear error when it is missing or not a ``kind`` folder."""
+    path = Path(folder) / name
+    if not path.is_file():
+        raise FileNotFoundError(f"{folder} is not a saved {kind}: {name} is missing")
+    payload = json.loads(path.read_text(encoding="utf-8"))
+    if payload.get("kind") != kind:
+        raise ValueError(f"{path} holds a {payload.get('kind')!r}, expected {kind!r}")
+    if payload.get("format_version", 0) > FORMAT_VERSION:
+        raise ValueError(f"{path} was written by a newer siamtext (format "
+                         f"{payload['format_version']}, this one reads {FORMAT_VERSION})")
+    return payload
+
+
+def save_encoder(model: SiamText | None, folder: Path) -> None:
+    if model is not None:
+        model.save_pretrained(folder / ENCODER_DIR)
+
+
+def load_encoder(folder: str | Path, **kwargs) -> SiamText | None:
+    path = Path(folder) / ENCODER_DIR
+    if not path.is_dir():
+        return None
+    from siamtext.model import SiamText
+
+    return SiamText(path, **kwargs)
+
+
+def json_label(label: object, name: str = "label") -> str | int:
+    """A label as a JSON-safe ``str`` or ``int`` (numpy integers and strings included)."""
+    import numpy as np
+
+    if isinstance(label, (bool, np.bool_)):
+        raise TypeError(f"{name} must be a string or an integer, got bool {label!r}")
+    if isinstance(label, (str, np.str_)):
+        return str(label)
+    if isinstance(label, (int, np.integer)):
+        return int(label)
+    raise TypeError(f"{name} must be a string or an integer, got {type(label).__name__}: "
+                    f"{label!r:.60}")
