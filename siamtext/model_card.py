@@ -180,7 +180,7 @@ def _versions() -> str:
     return "\n".join(parts)
 
 
-def _usage(model_id: str, pipeline_tag: str) -> str:
+def _usage(model_id: str) -> str:
     siamtext_snippet = f'''```python
 from siamtext import SiamText
 
@@ -196,10 +196,7 @@ model = SentenceTransformer("{model_id}")
 embeddings = model.encode(["How do I reset my password?", "I forgot my password"])
 print(model.similarity(embeddings, embeddings))
 ```'''
-    note = ("" if pipeline_tag == "sentence-similarity" else
-            "\nThe snippets load the sentence encoder; load the full model with the siamtext "
-            "class that saved it.\n")
-    return (f"## Usage\n{note}\n### siamtext\n\n```bash\npip install siamtext\n```\n\n"
+    return (f"## Usage\n\n### siamtext\n\n```bash\npip install siamtext\n```\n\n"
             f"{siamtext_snippet}\n\n### sentence-transformers\n\nThe folder is also a "
             f"sentence-transformers model and gives the same embeddings:\n\n{st_snippet}")
 
@@ -213,7 +210,9 @@ def build_model_card(
     pooling: str,
     normalize: bool,
     pipeline_tag: str = "sentence-similarity",
+    library_name: str = LIBRARY_NAME,
     description: str | None = None,
+    usage: str | None = None,
 ):
     """Render the model card (``README.md``) of a saved model.
 
@@ -226,7 +225,12 @@ def build_model_card(
         pooling: ``"mean"``, ``"cls"`` or ``"max"``.
         normalize: Whether embeddings are L2-normalised.
         pipeline_tag: Hub pipeline tag (``"text-classification"`` for a classifier).
+        library_name: Hub library; ``"siamtext"`` for folders sentence-transformers cannot
+            load as a whole (a classifier with its encoder in a subfolder).
         description: A paragraph placed under the title, e.g. what a classifier predicts.
+        usage: Markdown for the Usage section instead of the siamtext and
+            sentence-transformers encoder snippets; ``MODEL_ID_PLACEHOLDER`` in it becomes
+            the repo id on push.
 
     Returns:
         A ``huggingface_hub.ModelCard``; ``card.save(path)`` writes it, and
@@ -251,9 +255,10 @@ def build_model_card(
                    metric_type=name, metric_name=name, metric_value=value)
         for name, value in metrics.items()
     ]
-    tags = list(dict.fromkeys([*DEFAULT_TAGS, *card_data.tags]))
+    tags = [t for t in DEFAULT_TAGS if t != LIBRARY_NAME or library_name == LIBRARY_NAME]
+    tags = list(dict.fromkeys([*tags, *card_data.tags]))
     hub_data = HubCardData(
-        library_name=LIBRARY_NAME, base_model=base_model, tags=tags, pipeline_tag=pipeline_tag,
+        library_name=library_name, base_model=base_model, tags=tags, pipeline_tag=pipeline_tag,
         datasets=list(card_data.datasets) or None, language=list(card_data.language) or None,
         license=card_data.license, model_name=model_id, eval_results=eval_results or None,
     )
@@ -284,7 +289,9 @@ def build_model_card(
     sections = [f"# {model_id}", intro]
     if description:
         sections.append(description)
-    sections += ["## Model details", _bullets(details), _usage(model_id, pipeline_tag)]
+    usage_section = (f"## Usage\n\n{usage.strip().replace(MODEL_ID_PLACEHOLDER, model_id)}"
+                     if usage else _usage(model_id))
+    sections += ["## Model details", _bullets(details), usage_section]
     if card_data.training:
         sections += ["## Training", "### Set-up",
                      _table(("Setting", "Value"), _training_rows(card_data.training))]

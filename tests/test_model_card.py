@@ -86,12 +86,18 @@ def test_placeholder_model_id_until_pushed(tmp_path):
     assert loaded.data.model_name == MODEL_ID_PLACEHOLDER
 
 
-def test_classifier_card_uses_its_pipeline_tag(tmp_path):
+def test_classifier_card_uses_its_pipeline_tag_library_and_usage(tmp_path):
+    usage = f'```python\nclf = IntentClassifier.load("{MODEL_ID_PLACEHOLDER}")\n```'
     text, loaded = render(tmp_path, trained_card_data(), pipeline_tag="text-classification",
+                          library_name="siamtext", model_id="alice/intents", usage=usage,
                           description="Predicts one of 77 banking intents.")
     assert loaded.data.pipeline_tag == "text-classification"
+    assert loaded.data.library_name == "siamtext"
+    assert "sentence-transformers" not in loaded.data.tags and "siamese" in loaded.data.tags
     assert {r.task_type for r in loaded.data.eval_results} == {"text-classification"}
     assert "Predicts one of 77 banking intents." in text
+    assert 'IntentClassifier.load("alice/intents")' in text
+    assert "SentenceTransformer(" not in text
 
 
 def test_build_model_card_rejects_other_card_data():
