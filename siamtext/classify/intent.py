@@ -1,0 +1,434 @@
+"""Intent classification over many classes by similarity to stored examples.
+
+Each class is kept as the embeddings of its examples. A query batch is scored against every
+class with one matrix product (prototype mode: the normalised mean of each class; k-NN mode:
+every example), so classes can number in the tens of thousands, have one example each, and be
+added or removed without retraining anything.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.exceptions import NotFittedError
+
+from siamtext.classify import storage
+from siamtext.classify.threshold import check_similarity_threshold, sweep_thresholds
+from siamtext.validation import check_choice, check_positive_int, check_texts
+
+if TYPE_CHECKING:
+    from siamtext.model import SiamText
+
+Mode = Literal["prototype", "knn"]
+CONFIG_NAME = "intent_classifier.json"
+TENSORS_NAME = "intent_classifier.safetensors"
+_QUERY_CHUNK = 1024
+
+
+class IntentClassifier(ClassifierMixin, BaseEstimator):
+    """Many-class, few-shot intent classifier with out-of-scope rejection.
+
+    A scikit-learn estimator. :meth:`fit` only embeds and stores the examples. A query gets
+    the class whose prototype (``mode="prototype"``) or whose nearest examples
+    (``mode="knn"``) are most similar; when its best cosine similarity is under the rejection
+    threshold it gets ``unknown_label`` instead. Fit that threshold with
+    :meth:`fit_threshold` on validation data that includes out-of-scope examples, or by a
+    target in-scope recall.
+
+    Args:
+        model: The encoder (a :class:`~siamtext.SiamText`); ``None`` to work on precomputed
+            embeddings only.
+        mode: ``"prototype"`` (one normalised mean per class) or ``"knn"`` (vote of the
+            ``n_neighbors`` most similar examples, weighted by softmax of similarity).
+        n_neighbors: Neighbours for k-NN mode.
+        temperature: Softmax temperature turning similarities into probabilities.
+        threshold: A rejection threshold on the best similarity, in [-1, 1]; ``None`` rejects
+            nothing until :meth:`fit_threshold` is called (a fitted ``threshold_`` wins).
+        unknown_label: Label given to rejected (out-of-scope) inputs.
+        batch_size: Encoding batch size.
+
+    Attributes:
+        classes_: Labels, in the order of the probability columns.
+        examples_: ``(n_examples, dim)`` normalised example embeddings.
+        example_classes_: ``(n_examples,)`` index into ``classes_`` of each example.
+        prototypes_: ``(n_classes, dim)`` normalised class means.
+        threshold_: Rejection threshold set by :meth:`fit_threshold`.
+
+    Example:
+        >>> clf = IntentClassifier(SiamText()).fit(texts, labels)
+        >>> clf.add_examples(["Where is my parcel?", "my package hasn't arrived"], "delivery")
+        >>> clf.predict(["when will my package come"]).tolist()
+        ['delivery']
+    """
+
+    def __init__(
+        self,
+        model: SiamText | None = None,
+        mode: Mode = "prototype",
+        n_neighbors: int = 5,
+        temperature: float = 0.05,
+        threshold: float | None = None,
+        unknown_label: str | int = "unknown",
+        batch_size: int = 32,
+    ) -> None:
+        self.model = model
+        self.mode = mode
+        self.n_neighbors = n_neighbors
+        self.temperature = temperature
+        self.threshold = threshold
+        self.unknown_label = unknown_label
+        self.batch_size = batch_size
+
+    # ------------------------------------------------------------------ validation
+    def _check_params(self) -> None:
+        check_choice(self.mode, ("prototype", "knn"), "mode")
+        check_positive_int(self.n_neighbors, "n_neighbors")
+        check_positive_int(self.batch_size, "batch_size")
+        t = self.temperature
+        if isinstance(t, bool) or not isinstance(t, (int, float)) or t <= 0:
+            raise ValueError(f"temperature must be a positive number, got {t!r}")
+        if self.threshold is not None:
+            check_similarity_threshold(self.threshold, "threshold")
+        storage.json_label(self.unknown_label, "unknown_label")
+
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "examples_"):
+            raise NotFittedError("This IntentClassifier is not fitted yet; call fit(texts, "
+                                 "labels) or add_examples(texts, label) first.")
+
+    @property
+    def device(self) -> torch.device:
+        return self.model.device if self.model is not None else torch.device("cpu")
+
+    def _embed(self, X: object, name: str = "X") -> torch.Tensor:
+        """Normalised ``(n, dim)`` embeddings of texts or of precomputed vectors."""
+        if isinstance(X, np.ndarray):
+            X = X.tolist() if X.dtype.kind in "UO" else torch.from_numpy(
+                np.asarray(X, dtype=np.float32))
+        if isinstance(X, torch.Tensor):
+            if X.ndim != 2:
+                raise ValueError(f"{name} embeddings must be 2-D (n, dim), got shape "
+                                 f"{tuple(X.shape)}")
+            emb = X.to(self.device, torch.float32)
+        else:
+            texts = check_texts(X, name)
+            if self.model is None:
+                raise ValueError(f"{name} holds texts but this IntentClassifier has no model; "
+                                 "pass embeddings or build it with IntentClassifier(SiamText())")
+            if not texts:
+                return torch.zeros((0, self.model.embedding_dim), device=self.device)
+            emb = self.model.encode(texts, batch_size=self.batch_size, convert_to="torch")
+        dim = self.examples_.shape[1] if hasattr(self, "examples_") else None
+        if dim is not None and emb.shape[1] != dim:
+            raise ValueError(f"{name} has dimension {emb.shape[1]}, the stored examples have "
+                             f"{dim}")
+        return F.normalize(emb.float(), p=2, dim=-1)
+
+    def _labels(self, y: object, n: int, name: str = "y") -> list[str | int]:
+        labels = [storage.json_label(v, name) for v in np.asarray(y, dtype=object).ravel()]
+        if len(labels) != n:
+            raise ValueError(f"X and {name} must have the same length, got {n} and {len(labels)}")
+        if len({type(v) for v in labels}) > 1:
+            raise TypeError(f"{name} mixes strings and integers; use one type")
+        return labels
+
+    # ------------------------------------------------------------------ fit
+    def fit(self, X: object, y: object) -> IntentClassifier:
+        """Embed and store the examples of every class (replacing what was stored).
+
+        Args:
+            X: Texts, or ``(n, dim)`` precomputed embeddings.
+            y: One label (string or integer) per example; ``unknown_label`` is not allowed.
+
+        Returns:
+            self.
+
+        Raises:
+            ValueError: On an empty input, differing lengths, or ``unknown_label`` in ``y``.
+        """
+        self._check_params()
+        if isinstance(X, (list, tuple)) and not X or getattr(X, "shape", (1,))[0] == 0:
+            raise ValueError("X must hold at least one example, got none")
+        emb = self._embed(X)
+        labels = self._labels(y, emb.shape[0])
+        if self.unknown_label in labels:
+            raise ValueError(f"y contains unknown_label={self.unknown_label!r}; out-of-scope "
+                             "examples belong in fit_threshold, not fit")
+        classes, inverse = np.unique(np.asarray(labels), return_inverse=True)
+        self._set_state(classes, emb, torch.as_tensor(inverse, device=emb.device))
+        for name in ("threshold_", "threshold_info_"):
+            self.__dict__.pop(name, None)
+        return self
+
+    def _set_state(self, classes: np.ndarray, examples: torch.Tensor,
+                   example_classes: torch.Tensor) -> None:
+        prototypes = torch.zeros((len(classes), examples.shape[1]), device=examples.device)
+        prototypes.index_add_(0, example_classes, examples)
+        self.classes_ = classes
+        self.examples_ = examples
+        self.example_classes_ = example_classes
+        self.prototypes_ = F.normalize(prototypes, p=2, dim=-1)
+        self.n_features_in_ = examples.shape[1]
+
+    # ------------------------------------------------------------------ scoring
+    def _scores(self, emb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Probabilities ``(n, n_classes)`` and best similarity ``(n,)`` of normalised
+        query embeddings, in chunks of queries."""
+        probas, bests = [], []
+        t = float(self.temperature)
+        n_classes = len(self.classes_)
+        with torch.inference_mode():
+            for a in range(0, emb.shape[0], _QUERY_CHUNK):
+                q = emb[a : a + _QUERY_CHUNK]
+                if self.mode == "prototype":
+                    sim = q @ self.prototypes_.T
+                    bests.append(sim.max(dim=1).values)
+                    probas.append(torch.softmax(sim / t, dim=1))
+                else:
+                    sim = q @ self.examples_.T
+                    k = min(self.n_neighbors, sim.shape[1])
+                    top_v, top_i = torch.topk(sim, k, dim=1)
+                    weights = torch.softmax(top_v / t, dim=1)
+                    proba = torch.zeros((q.shape[0], n_classes), device=q.device)
+                    proba.scatter_add_(1, self.example_classes_[top_i], weights)
+                    bests.append(top_v[:, 0])
+                    probas.append(proba)
+        if not probas:
+            return torch.zeros((0, n_classes)), torch.zeros((0,))
+        return torch.cat(probas), torch.cat(bests)
+
+    @property
+    def decision_threshold(self) -> float | None:
+        """The rejection threshold in use (fitted, else given, else ``None``)."""
+        fitted = getattr(self, "threshold_", None)
+        return fitted if fitted is not None else self.threshold
+
+    def predict_proba(self, X: object) -> np.ndarray:
+        """Class probabilities ``(n, n_classes)``, columns in ``classes_`` order (no
+        out-of-scope column: rejection is a threshold on :meth:`similarity`)."""
+        self._check_fitted()
+        return self._scores(self._embed(X))[0].cpu().numpy()
+
+    def similarity(self, X: object) -> np.ndarray:
+        """Best cosine similarity of each input to the stored classes ``(n,)``."""
+        self._check_fitted()
+        return self._scores(self._embed(X))[1].cpu().numpy()
+
+    def predict(self, X: object) -> np.ndarray:
+        """The most likely label of each input, or ``unknown_label`` when rejected."""
+        self._check_fitted()
+        proba, best = self._scores(self._embed(X))
+        return self._decide(proba.argmax(dim=1).cpu().numpy(), best.cpu().numpy())
+
+    def _decide(self, idx: np.ndarray, best: np.ndarray) -> np.ndarray:
+        labels = self.classes_[idx]
+        threshold = self.decision_threshold
+        if threshold is None:
+            return labels
+        rejected = best < threshold
+        if not rejected.any():
+            return labels
+        out = labels.astype(object)
+        out[rejected] = self.unknown_label
+        same_type = all(type(v) is type(self.unknown_label) for v in self.classes_.tolist())
+        return np.asarray(out.tolist()) if same_type else out
+
+    def top_k(self, X: object, k: int = 5) -> tuple[np.ndarray, np.ndarray]:
+        """The ``k`` most likely labels of each input and their probabilities.
+
+        Returns:
+            ``labels`` ``(n, k)`` and ``probabilities`` ``(n, k)``, best first.
+        """
+        check_positive_int(k, "k")
+        self._check_fitted()
+        proba = self._scores(self._embed(X))[0]
+        vals, idx = torch.topk(proba, min(k, proba.shape[1]), dim=1)
+        return self.classes_[idx.cpu().numpy()], vals.cpu().numpy()
+
+    # ------------------------------------------------------------------ rejection
+    def fit_threshold(self, X: object, y: object = None, *,
+                      target_recall: float | None = None) -> IntentClassifier:
+        """Fit the out-of-scope threshold on validation data (not the stored examples).
+
+        Two ways:
+
+        * ``target_recall`` given: the highest threshold that still accepts at least that
+          share of the in-scope inputs (``y`` optional; entries equal to ``unknown_label``
+          are ignored).
+        * otherwise ``y`` must include ``unknown_label`` examples: the threshold maximises
+          accuracy, where an in-scope input counts as right when it is accepted and
+          classified correctly and an out-of-scope one when it is rejected.
+
+        Returns:
+            self, with ``threshold_`` and ``threshold_info_`` set. Nothing changes on error.
+        """
+        self._check_fitted()
+        if target_recall is not None and (isinstance(target_recall, bool) or not isinstance(
+                target_recall, (int, float)) or not 0.0 < target_recall <= 1.0):
+            raise ValueError(f"target_recall must be a number in (0, 1], got {target_recall!r}")
+        if target_recall is None and y is None:
+            raise ValueError("fit_threshold needs labels y that include unknown_label "
+                             "examples, or target_recall=...")
+        emb = self._embed(X)
+        if emb.shape[0] == 0:
+            raise ValueError("X must hold at least one validation example, got none")
+        labels = None if y is None else self._labels(y, emb.shape[0])
+        oos = (np.zeros(emb.shape[0], dtype=bool) if labels is None
+               else np.array([v == self.unknown_label for v in labels]))
+        if labels is not None:
+            known = set(self.classes_.tolist())
+            strange = sorted({v for v in labels if v != self.unknown_label and v not in known},
+                             key=str)
+            if strange:
+                raise ValueError(f"y has labels that are neither stored classes nor "
+                                 f"unknown_label={self.unknown_label!r}: {strange[:5]}")
+        proba, best_t = self._scores(emb)
+        best = best_t.cpu().numpy().astype(np.float64)
+        if target_recall is not None:
+            inscope = np.sort(best[~oos])
+            if len(inscope) == 0:
+                raise ValueError("target_recall needs in-scope examples in X, got none")
+            drop = int(np.floor((1.0 - target_recall) * len(inscope) + 1e-9))
+            drop = min(drop, len(inscope) - 1)
+            t = float(inscope[drop])
+            if drop > 0 and inscope[drop - 1] < t:
+                t = float((inscope[drop - 1] + t) / 2)
+            info = {"method": "target_recall", "target_recall": float(target_recall),
+                    "in_scope_recall": float((inscope >= t).mean())}
+        else:
+            if not oos.any() or oos.all():
+                raise ValueError("y must include both in-scope examples and out-of-scope ones "
+                                 f"labelled unknown_label={self.unknown_label!r}")
+            pred = self.classes_[proba.argmax(dim=1).cpu().numpy()]
+            right = np.array([not o and p == v for o, p, v in zip(oos, pred.tolist(), labels)])
+            # accepted-and-right counts play the role of true positives in the sweep
+            c = sweep_thresholds(best, right.astype(np.int64))
+            oos_below = _count_below(best[oos], c["threshold"])
+            accuracy = (c["tp"] + oos_below) / len(best)
+            m = int(np.argmax(accuracy))
+            t = float(c["threshold"][m])
+            info = {"method": "accuracy", "accuracy": float(accuracy[m])}
+        self.threshold_ = t
+        self.threshold_info_ = info
+        return self
+
+    # ------------------------------------------------------------------ editing
+    def add_examples(self, X: object, label: str | int) -> IntentClassifier:
+        """Add examples to a class, or a new class, at once; nothing is retrained.
+
+        Args:
+            X: Texts (a string or a list) or ``(n, dim)`` embeddings.
+            label: An existing or new label.
+
+        Returns:
+            self. Nothing changes on error.
+        """
+        label = storage.json_label(label, "label")
+        if label == self.unknown_label:
+            raise ValueError(f"label must differ from unknown_label={self.unknown_label!r}")
+        fitted = hasattr(self, "examples_")
+        if not fitted:
+            self._check_params()
+        elif type(label) is not type(self.classes_.tolist()[0]):
+            raise TypeError(f"label must be a {type(self.classes_.tolist()[0]).__name__} like "
+                            f"the stored classes, got {type(label).__name__} {label!r}")
+        emb = self._embed(X)
+        if emb.shape[0] == 0:
+            raise ValueError("X must hold at least one example, got none")
+        if not fitted:
+            self._set_state(np.asarray([label]), emb,
+                            torch.zeros(emb.shape[0], dtype=torch.long, device=emb.device))
+            return self
+        classes = self.classes_.tolist()
+        if label in classes:
+            c = classes.index(label)
+            new_classes = self.classes_
+        else:
+            c = len(classes)
+            new_classes = np.asarray(classes + [label])
+        examples = torch.cat([self.examples_, emb])
+        example_classes = torch.cat([self.example_classes_, torch.full(
+            (emb.shape[0],), c, dtype=torch.long, device=emb.device)])
+        self._set_state(new_classes, examples, example_classes)
+        return self
+
+    def remove_class(self, label: str | int) -> IntentClassifier:
+        """Forget a class and its examples.
+
+        Raises:
+            ValueError: If ``label`` is not a stored class, or is the only one.
+        """
+        self._check_fitted()
+        classes = self.classes_.tolist()
+        if label not in classes:
+            raise ValueError(f"label {label!r} is not a stored class ({len(classes)} classes, "
+                             f"e.g. {classes[:5]})")
+        if len(classes) == 1:
+            raise ValueError(f"cannot remove {label!r}: it is the only class")
+        c = classes.index(label)
+        keep = self.example_classes_ != c
+        example_classes = self.example_classes_[keep]
+        example_classes = example_classes - (example_classes > c).long()
+        self._set_state(np.asarray(classes[:c] + classes[c + 1 :]), self.examples_[keep],
+                        example_classes)
+        return self
+
+    # ------------------------------------------------------------------ persistence
+    def save(self, folder: str | Path) -> Path:
+        """Write a self-contained folder: ``encoder/``, the examples in safetensors and the
+        labels, settings and threshold in JSON. An existing folder is replaced only once
+        the new one is complete."""
+        from safetensors.torch import save_file
+
+        import siamtext
+
+        self._check_fitted()
+        payload = {
+            "kind": "IntentClassifier", "format_version": storage.FORMAT_VERSION,
+            "siamtext_version": siamtext.__version__,
+            "params": {"mode": self.mode, "n_neighbors": self.n_neighbors,
+                       "temperature": self.temperature, "threshold": self.threshold,
+                       "unknown_label": self.unknown_label, "batch_size": self.batch_size},
+            "classes": self.classes_.tolist(),
+            "threshold_": getattr(self, "threshold_", None),
+            "threshold_info_": getattr(self, "threshold_info_", None),
+        }
+        tensors = {"examples": self.examples_.detach().cpu().contiguous(),
+                   "example_classes": self.example_classes_.detach().cpu().contiguous()}
+
+        def write(tmp: Path) -> None:
+            storage.save_encoder(self.model, tmp)
+            save_file(tensors, str(tmp / TENSORS_NAME))
+            storage.write_json(tmp / CONFIG_NAME, payload)
+
+        return storage.save_folder(folder, write)
+
+    @classmethod
+    def load(cls, folder: str | Path, **model_kwargs) -> IntentClassifier:
+        """Load a folder written by :meth:`save`; ``model_kwargs`` go to ``SiamText``."""
+        from safetensors.torch import load_file
+
+        payload = storage.read_json(folder, CONFIG_NAME, "IntentClassifier")
+        path = Path(folder) / TENSORS_NAME
+        if not path.is_file():
+            raise FileNotFoundError(f"{folder} is not a saved IntentClassifier: "
+                                    f"{TENSORS_NAME} is missing")
+        tensors = load_file(str(path))
+        clf = cls(storage.load_encoder(folder, **model_kwargs), **payload["params"])
+        device = clf.device
+        clf._set_state(np.asarray(payload["classes"]), tensors["examples"].to(device),
+                       tensors["example_classes"].to(device))
+        if payload.get("threshold_") is not None:
+            clf.threshold_ = float(payload["threshold_"])
+            clf.threshold_info_ = payload.get("threshold_info_")
+        return clf
+
+
+def _count_below(values: np.ndarray, thresholds: np.ndarray) -> np.ndarray:
+    """For each threshold, how many ``values`` are strictly below it."""
+    return np.searchsorted(np.sort(values), thresholds, side="left").astype(np.float64)
