@@ -20,6 +20,8 @@ from transformers import AutoConfig, AutoModel, AutoTokenizer
 from siamtext import st_format
 from siamtext.config import CONFIG_NAME, SiamTextConfig
 from siamtext.distances import cosine_similarity_matrix
+from siamtext.hub import HubMixin
+from siamtext.model_card import read_card_data, write_model_card
 from siamtext.pooling import get_pooling
 from siamtext.resolve import DEFAULT_MODEL, resolve_model_path
 from siamtext.validation import check_choice, check_positive_int, check_texts
@@ -56,7 +58,7 @@ def _load_transformer(folder: Path, trust_remote_code: bool) -> transformers.Pre
     )
 
 
-class SiamText(nn.Module):
+class SiamText(HubMixin, nn.Module):
     """A sentence encoder: tokenizer, transformer and pooling, shared by every input.
 
     In a Siamese network the two (or three) texts of a training row all pass through this
@@ -78,6 +80,11 @@ class SiamText(nn.Module):
         token: Hugging Face token for private repos.
         cache_dir: Hugging Face cache folder.
         trust_remote_code: Allow model code from the Hub to run. Off by default.
+
+    Attributes:
+        card_data: The facts for the model card (:class:`~siamtext.model_card.ModelCardData`):
+            read from the folder's ``siamtext_card.json``, else fresh with the base model;
+            training fills in the set-up and the metrics.
 
     Example:
         >>> model = SiamText()
@@ -113,6 +120,7 @@ class SiamText(nn.Module):
             base_model=saved.base_model,
         )
         self.model_name_or_path = str(model_name_or_path)
+        self.card_data = read_card_data(folder, base_model=saved.base_model)
         self.tokenizer = AutoTokenizer.from_pretrained(
             transformer_dir, trust_remote_code=trust_remote_code
         )
@@ -124,7 +132,12 @@ class SiamText(nn.Module):
 
     @classmethod
     def from_pretrained(cls, model_name_or_path: str | Path = DEFAULT_MODEL, **kwargs) -> SiamText:
-        """Load a model; the same as ``SiamText(model_name_or_path, **kwargs)``."""
+        """Load a model; the same as ``SiamText(model_name_or_path, **kwargs)``.
+
+        A Hub id (``"user/repo"``) is fetched with ``huggingface_hub.snapshot_download``
+        (``revision``, ``token``, ``cache_dir``), from the local cache alone when
+        ``HF_HUB_OFFLINE=1``; only safetensors weights are fetched or loaded.
+        """
         return cls(model_name_or_path, **kwargs)
 
     @staticmethod
@@ -318,11 +331,12 @@ class SiamText(nn.Module):
 
     # ------------------------------------------------------------------ save
     def save_pretrained(self, folder: str | Path) -> Path:
-        """Save weights (safetensors), tokenizer and configs (JSON) to ``folder``.
+        """Save weights (safetensors), tokenizer, configs (JSON) and the model card to ``folder``.
 
         The folder also has the sentence-transformers layout, so
         ``sentence_transformers.SentenceTransformer(folder)`` loads it and gives the same
-        embeddings.
+        embeddings, and a ``README.md`` model card (with ``siamtext_card.json``, its data),
+        so it is ready for the Hub: see :meth:`push_to_hub`.
 
         Returns:
             The folder.
@@ -339,5 +353,10 @@ class SiamText(nn.Module):
             max_length=self.max_seq_length, dimension=self.embedding_dim,
             versions={"siamtext": siamtext.__version__, "transformers": transformers.__version__,
                       "pytorch": torch.__version__},
+        )
+        write_model_card(
+            folder, self.card_data, embedding_dim=self.embedding_dim,
+            max_seq_length=self.max_seq_length, pooling=self.config.pooling,
+            normalize=self.config.normalize,
         )
         return folder

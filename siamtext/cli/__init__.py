@@ -11,6 +11,7 @@ from collections.abc import Sequence
 # subcommand -> module under siamtext.cli that defines `add_parser(subparsers)` and `run(args)`
 SUBCOMMANDS = {
     "demo": "demo",
+    "push": "push",
 }
 
 
