@@ -1,0 +1,117 @@
+"""The SiamLoss base class, the shared checks and the loss registry."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+import siamtext.losses as losses
+from siamtext.losses.base import (
+    GROUPS,
+    ROWS,
+    SiamLoss,
+    check_binary_labels,
+    check_embeddings,
+    check_group_count,
+    check_labels,
+    check_margin,
+    check_scale,
+    zero_loss,
+)
+
+
+def test_every_loss_is_exported_and_registered():
+    for name, cls in losses.LOSSES.items():
+        assert cls.__name__ in losses.__all__, name
+        assert issubclass(cls, SiamLoss)
+        assert cls.input_format in GROUPS and cls.input_format in ROWS
+        assert cls.__doc__ and "Example:" in cls.__doc__ and "Defaults:" in cls.__doc__
+    assert set(GROUPS) == set(ROWS) == {"pair", "pair_score", "triplet", "labelled",
+                                        "anchor_positive"}
+
+
+@pytest.mark.parametrize("name", sorted(losses.LOSSES))
+def test_default_config_is_json(name, tiny_model):
+    loss = losses.LOSSES[name](tiny_model)
+    config = loss.get_config_dict()
+    assert json.loads(json.dumps(config)) == config
+    assert loss.model is tiny_model
+
+
+@pytest.mark.parametrize("count, fmt, ok", [
+    (2, "pair", True), (3, "pair", False), (1, "labelled", True), (2, "labelled", False),
+    (3, "triplet", True), (2, "triplet", False), (2, "pair_score", True),
+    (2, "anchor_positive", True), (5, "anchor_positive", True), (1, "anchor_positive", False),
+])
+def test_group_count(count, fmt, ok):
+    if ok:
+        check_group_count(count, fmt, "L")
+    else:
+        with pytest.raises(ValueError, match=rf"L expects .* feature groups for '{fmt}' rows"):
+            check_group_count(count, fmt, "L")
+
+
+def test_check_embeddings():
+    x = torch.zeros(3, 2)
+    assert check_embeddings([x.half(), x.bfloat16()], "pair", "L")[0].dtype == torch.float32
+    assert check_embeddings([x, x], "pair", "L")[0] is x
+    with pytest.raises(ValueError, match=r"embeddings\[1\] must be a 2-D \(batch, dim\) tensor, "
+                                         r"got list"):
+        check_embeddings([x, [1, 2]], "pair", "L")
+    with pytest.raises(ValueError, match=r"embeddings\[1\] has shape \(3, 4\)"):
+        check_embeddings([x, torch.zeros(3, 4)], "pair", "L")
+    with pytest.raises(ValueError, match="the batch is empty"):
+        check_embeddings([x[:0]], "labelled", "L")
+
+
+def test_check_labels_and_binary():
+    labels = check_labels([[1], [0]], 2, "L", torch.device("cpu"))
+    assert labels.tolist() == [1, 0]
+    assert check_binary_labels(labels, "L").tolist() == [True, False]
+    assert check_binary_labels(torch.tensor([True, False]), "L").tolist() == [True, False]
+    with pytest.raises(ValueError, match=r"labels must be 0 \(dissimilar\) or 1 \(similar\), "
+                                         r"got other values \[2\]"):
+        check_binary_labels(torch.tensor([1, 2, 2]), "L")
+
+
+def test_check_margin_and_scale():
+    assert check_margin(0) == 0.0 and check_scale(1) == 1.0
+    for bad in (True, -0.5, float("nan"), float("inf"), "1"):
+        with pytest.raises(ValueError, match="margin must be a finite number >= 0"):
+            check_margin(bad)
+    for bad in (0, -1.0, float("nan"), None):
+        with pytest.raises(ValueError, match="scale must be a finite number > 0"):
+            check_scale(bad)
+
+
+def test_zero_loss_keeps_the_graph():
+    x = torch.ones(2, 2, requires_grad=True)
+    value = zero_loss(x)
+    assert value.item() == 0.0
+    value.backward()
+    assert torch.equal(x.grad, torch.zeros_like(x))
+
+
+def test_forward_embeds_with_the_model_then_scores(tiny_model):
+    loss = losses.ContrastiveLoss(tiny_model)
+    features = [tiny_model.tokenize(["a card", "my password"]),
+                tiny_model.tokenize(["the card", "weather today"])]
+    labels = torch.tensor([1, 0])
+    with torch.no_grad():
+        via_forward = loss(features, labels)
+        embeddings = [tiny_model(**f) for f in features]
+        direct = loss.compute_loss_from_embeddings(embeddings, labels)
+    assert via_forward.item() == pytest.approx(direct.item())
+    # The model normalises by default, so the embeddings the loss sees are unit vectors.
+    assert torch.allclose(embeddings[0].norm(dim=1), torch.ones(2), atol=1e-5)
+
+
+def test_base_class_has_no_loss(tiny_model):
+    class Plain(SiamLoss):
+        input_format = "pair"
+
+    with pytest.raises(NotImplementedError):
+        Plain(tiny_model).compute_loss_from_embeddings([torch.zeros(1, 2)] * 2, None)
+    assert Plain(tiny_model).get_config_dict() == {}
