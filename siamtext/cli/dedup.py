@@ -1,0 +1,67 @@
+"""``siamtext dedup FILE``: duplicate pairs and groups in a corpus."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+DEFAULT_THRESHOLD = 0.75
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    parser = subparsers.add_parser(
+        "dedup", help="find duplicate texts in a file",
+        description="Find the duplicate pairs and the duplicate groups in FILE (one text per "
+                    "line, or a csv/tsv/jsonl column) by cosine similarity of the embeddings.",
+    )
+    parser.add_argument("file", help="input: .txt (one text per line), .csv, .tsv or .jsonl")
+    parser.add_argument("--column", default="text", help="text column of csv/jsonl input")
+    parser.add_argument("--model", default=None,
+                        help="model folder or Hub id (default: all-MiniLM-L6-v2, bundled)")
+    parser.add_argument("--detector", default=None,
+                        help="folder saved by DuplicateDetector.save (model and threshold)")
+    parser.add_argument("--threshold", type=float, default=None,
+                        help=f"cosine similarity for a duplicate (default: the detector's, else "
+                             f"{DEFAULT_THRESHOLD})")
+    parser.add_argument("--top-k", type=int, default=10,
+                        help="neighbours considered per text (0: every pair above threshold)")
+    parser.add_argument("--method", choices=["exact", "faiss"], default="exact",
+                        help="exact tiled search, or a faiss HNSW index for millions of texts")
+    parser.add_argument("-o", "--output", default=None,
+                        help="pairs file, .csv or .jsonl (default: csv on stdout)")
+    parser.add_argument("--groups", default=None, help="groups file, .csv or .jsonl")
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--device", default=None, help="cpu, cuda, ... (default: auto)")
+    parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    return parser
+
+
+def run(args: argparse.Namespace) -> int:
+    from siamtext.classify.dedup import DuplicateDetector
+    from siamtext.cli.tabular import column, read_rows, write_rows
+    from siamtext.model import SiamText
+    from siamtext.resolve import DEFAULT_MODEL
+
+    if args.top_k < 0:
+        raise ValueError(f"--top-k must be 0 or more, got {args.top_k}")
+    texts = [str(t) for t in column(read_rows(args.file), args.column, args.file)]
+    if args.detector:
+        detector = DuplicateDetector.load(args.detector, device=args.device)
+        detector.batch_size = args.batch_size
+    else:
+        detector = DuplicateDetector(SiamText(args.model or DEFAULT_MODEL, device=args.device),
+                                     threshold=DEFAULT_THRESHOLD, batch_size=args.batch_size)
+    found = detector.find_duplicates(
+        texts, threshold=args.threshold, top_k=args.top_k or None, method=args.method,
+        show_progress=False if args.no_progress else None,
+    )
+    write_rows(args.output, found.records(texts), ["i", "j", "score", "text_i", "text_j"])
+    if args.groups:
+        rows = [{"group": g, "size": len(members), "members": " ".join(map(str, members)),
+                 "texts": " | ".join(texts[m] for m in members)}
+                for g, members in enumerate(found.groups)]
+        write_rows(args.groups, rows, ["group", "size", "members", "texts"])
+    used = args.threshold if args.threshold is not None else detector.decision_threshold
+    print(f"{len(texts)} texts: {len(found)} duplicate pairs in {len(found.groups)} groups "
+          f"(threshold {used:.3f})", file=sys.stderr)
+    return 0
