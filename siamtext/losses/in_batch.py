@@ -69,7 +69,9 @@ class MultipleNegativesRankingLoss(SiamLoss):
     If class ``labels`` are passed, rows of the same class are not used as each other's
     negatives (their positives are masked out of the softmax): this is how labelled intent
     data ``(anchor, positive, class)``, where many rows share a class, avoids false
-    negatives. Hard-negative columns are never masked (their class is unknown).
+    negatives. Hard-negative columns are never masked (their class is unknown). Pass
+    ``labels=None`` for rows without a class: a placeholder such as all zeros would mark every
+    row as the same class (an error when there are no hard-negative columns).
 
     Inputs:
         Rows ``(anchor, positive)`` or ``(anchor, positive, negative_1, ..., negative_k)``
@@ -136,6 +138,12 @@ class MultipleNegativesRankingLoss(SiamLoss):
         anchors, *others = check_embeddings(embeddings, self.input_format, name)
         if labels is not None:
             labels = check_labels(labels, anchors.shape[0], name, anchors.device)
+            if len(others) == 1 and anchors.shape[0] > 1 and bool((labels == labels[0]).all()):
+                raise ValueError(
+                    f"{name}: all {labels.numel()} rows have the same label "
+                    f"{labels[0].item()!r}, so masking same-class rows leaves no negative; pass "
+                    "labels=None for rows without a class, or mix classes in each batch"
+                )
         return multiple_negatives_ranking_loss(anchors, torch.cat(others), self.scale,
                                                self.similarity, labels)
 

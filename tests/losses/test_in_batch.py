@@ -46,10 +46,7 @@ def test_hard_negatives_by_hand(tiny_model):
 
 def test_labels_mask_same_class_positives(tiny_model):
     loss = MultipleNegativesRankingLoss(tiny_model, scale=2.0)
-    # Same class: each anchor's only in-batch negative is masked -> softmax over one column.
-    same = loss.compute_loss_from_embeddings([ANCHORS, POSITIVES], torch.tensor([5, 5]))
-    assert same.item() == pytest.approx(0.0, abs=1e-7)
-    # With hard negatives, only the other row's positive is masked:
+    # Same class, hard negatives present: only the other row's positive is masked:
     #   row 0 [2, -inf, 0, 2]; row 1 [-inf, 1.6, 2, 0]
     value = loss.compute_loss_from_embeddings([ANCHORS, POSITIVES, NEGATIVES],
                                               torch.tensor([5, 5]))
@@ -58,6 +55,13 @@ def test_labels_mask_same_class_positives(tiny_model):
     different = loss.compute_loss_from_embeddings([ANCHORS, POSITIVES], torch.tensor([5, 6]))
     plain = loss.compute_loss_from_embeddings([ANCHORS, POSITIVES], None)
     assert different.item() == pytest.approx(plain.item())
+
+
+def test_one_class_without_hard_negatives_is_an_error(tiny_model):
+    # Masking would leave each anchor only its own positive: a loss of 0 that teaches nothing.
+    loss = MultipleNegativesRankingLoss(tiny_model)
+    with pytest.raises(ValueError, match=r"all 2 rows have the same label 5, .*labels=None"):
+        loss.compute_loss_from_embeddings([ANCHORS, POSITIVES], torch.tensor([5, 5]))
 
 
 def test_dot_product_differs_from_cosine_on_unnormalised_vectors(tiny_model):
