@@ -130,6 +130,11 @@ def test_add_examples_new_class_is_predicted_right_after():
     n = len(clf.examples_)
     clf.add_examples(centres[:1], "intent_0")  # more examples for an existing class
     assert len(clf.examples_) == n + 1 and len(clf.classes_) == 5
+    # the prototypes updated in place equal those of a classifier fitted from scratch
+    scratch = IntentClassifier().fit(clf.examples_.numpy(),
+                                     clf.classes_[clf.example_classes_.numpy()])
+    order = [scratch.classes_.tolist().index(lab) for lab in clf.classes_.tolist()]
+    torch.testing.assert_close(clf.prototypes_, scratch.prototypes_[order])
 
 
 def test_add_examples_builds_an_unfitted_classifier():

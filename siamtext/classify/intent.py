@@ -166,13 +166,15 @@ class IntentClassifier(ClassifierMixin, BaseEstimator):
         return self
 
     def _set_state(self, classes: np.ndarray, examples: torch.Tensor,
-                   example_classes: torch.Tensor) -> None:
-        prototypes = torch.zeros((len(classes), examples.shape[1]), device=examples.device)
-        prototypes.index_add_(0, example_classes, examples)
+                   example_classes: torch.Tensor, prototypes: torch.Tensor | None = None) -> None:
+        if prototypes is None:
+            sums = torch.zeros((len(classes), examples.shape[1]), device=examples.device)
+            sums.index_add_(0, example_classes, examples)
+            prototypes = F.normalize(sums, p=2, dim=-1)
         self.classes_ = classes
         self.examples_ = examples
         self.example_classes_ = example_classes
-        self.prototypes_ = F.normalize(prototypes, p=2, dim=-1)
+        self.prototypes_ = prototypes
         self.n_features_in_ = examples.shape[1]
 
     # ------------------------------------------------------------------ scoring
@@ -345,16 +347,20 @@ class IntentClassifier(ClassifierMixin, BaseEstimator):
                             torch.zeros(emb.shape[0], dtype=torch.long, device=emb.device))
             return self
         classes = self.classes_.tolist()
+        examples = torch.cat([self.examples_, emb])
         if label in classes:
             c = classes.index(label)
             new_classes = self.classes_
+            prototypes = self.prototypes_.clone()
         else:
             c = len(classes)
             new_classes = np.asarray(classes + [label])
-        examples = torch.cat([self.examples_, emb])
+            prototypes = torch.cat([self.prototypes_, emb[:1]])
         example_classes = torch.cat([self.example_classes_, torch.full(
             (emb.shape[0],), c, dtype=torch.long, device=emb.device)])
-        self._set_state(new_classes, examples, example_classes)
+        # only this class's prototype changes
+        prototypes[c] = F.normalize(examples[example_classes == c].sum(dim=0), p=2, dim=-1)
+        self._set_state(new_classes, examples, example_classes, prototypes)
         return self
 
     def remove_class(self, label: str | int) -> IntentClassifier:

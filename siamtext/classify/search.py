@@ -4,9 +4,10 @@ The exact search never holds an ``n x n`` matrix. It walks the upper triangle of
 similarity matrix in ``block_size x block_size`` tiles, so every pair is scored once, and
 keeps for each row a running top-k (``n x k`` floats). A tile contributes to the top-k of its
 rows and of its columns at once. Most entries of a tile cannot enter any top-k (they are below
-the row's and the column's current k-th best, or below ``threshold``); they are dropped by one
-comparison before anything is sorted, which is what makes this faster than a top-k over every
-row of the full matrix.
+their row's and their column's current k-th best, or below ``threshold``): one comparison
+with the lowest k-th best of the tile screens them out, and the few entries left are merged
+without any sort. Half the matrix products and no full top-k over the rows make this faster
+than a top-k over every row of the full matrix.
 
 A pair ``(i, j)`` is returned when ``j`` is among the ``top_k`` most similar items of ``i``
 or ``i`` among those of ``j`` (the rule of
@@ -17,6 +18,7 @@ or ``i`` among those of ``j`` (the rule of
 from __future__ import annotations
 
 import sys
+from contextlib import contextmanager
 
 import numpy as np
 import torch
@@ -32,63 +34,120 @@ def _progress(total: int, show: bool | None, desc: str) -> tqdm:
     return tqdm(total=total, desc=desc, disable=not show)
 
 
+@contextmanager
+def _one_thread(device: torch.device):
+    """Run small CPU tensor operations on one thread.
+
+    The bookkeeping between two matrix products is many small operations; on a busy
+    machine every multi-threaded one waits for its slowest thread, which made them slower
+    than the products themselves. One thread avoids that; the products keep all threads.
+    """
+    if device.type != "cpu":
+        yield
+        return
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
 def _merge_topk(
-    vals: torch.Tensor, idx: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor,
-    scores: torch.Tensor,
+    vals: torch.Tensor, idx: torch.Tensor, base: int, rows: torch.Tensor, cols: torch.Tensor,
+    scores: torch.Tensor, tile: torch.Tensor, col_base: int,
 ) -> None:
-    """Merge candidate entries ``(rows[m], cols[m], scores[m])`` into the per-row top-k
-    ``vals``/``idx`` (``(n, k)``, sorted descending, ``-inf``/``-1`` padded), in place."""
+    """Merge candidates into the running top-k of rows ``base .. base + len(tile)``, in place.
+
+    ``rows`` are local row numbers of ``tile`` in ascending order (grouped), ``cols`` global
+    item indices. A row with few candidates gets them packed into a small ``-inf``-padded
+    matrix; a row with many gets the top-k of its whole ``tile`` row (columns start at global
+    index ``col_base``). One ``topk`` over ``[current top-k | candidates]`` per row keeps the
+    best ``k``; nothing is sorted.
+    """
     k = vals.shape[1]
-    touched = torch.unique(rows)
-    r_all = torch.cat([touched.repeat_interleave(k), rows])
-    c_all = torch.cat([idx[touched].reshape(-1), cols])
-    s_all = torch.cat([vals[touched].reshape(-1), scores])
-    # order by row, then by descending score (two stable sorts)
-    order = torch.argsort(s_all, descending=True, stable=True)
-    order = order[torch.argsort(r_all[order], stable=True)]
-    c_all, s_all = c_all[order], s_all[order]
-    counts = torch.unique_consecutive(r_all[order], return_counts=True)[1]  # aligned with touched
-    slot = torch.repeat_interleave(torch.arange(touched.numel(), device=vals.device), counts)
-    pos = torch.arange(s_all.numel(), device=vals.device) - torch.repeat_interleave(
-        torch.cumsum(counts, 0) - counts, counts
-    )
-    keep = pos < k
-    new_vals = torch.full((touched.numel(), k), float("-inf"), dtype=vals.dtype, device=vals.device)
-    new_idx = torch.full((touched.numel(), k), -1, dtype=idx.dtype, device=idx.device)
-    new_vals[slot[keep], pos[keep]] = s_all[keep]
-    new_idx[slot[keep], pos[keep]] = c_all[keep]
-    vals[touched] = new_vals
-    idx[touched] = new_idx
+    width = 2 * k
+    counts = torch.bincount(rows, minlength=tile.shape[0])
+    heavy = counts > width
+    touched = counts.nonzero().squeeze(1)
+    slot_of_row = torch.cumsum(counts > 0, 0) - 1
+    pos = torch.arange(rows.numel(), device=rows.device) - (torch.cumsum(counts, 0) - counts)[rows]
+    light = ~heavy[rows]
+    cand_v = torch.full((touched.numel(), width), float("-inf"), device=vals.device)
+    cand_i = torch.full((touched.numel(), width), -1, dtype=idx.dtype, device=idx.device)
+    slot = slot_of_row[rows[light]]
+    cand_v[slot, pos[light]] = scores[light]
+    cand_i[slot, pos[light]] = cols[light]
+    if heavy.any():
+        heavy_rows = heavy.nonzero().squeeze(1)
+        top_v, top_i = torch.topk(tile[heavy_rows], min(k, tile.shape[1]), dim=1)
+        cand_v[slot_of_row[heavy_rows], : top_v.shape[1]] = top_v
+        cand_i[slot_of_row[heavy_rows], : top_v.shape[1]] = top_i + col_base
+    target = touched + base
+    all_v = torch.cat([vals[target], cand_v], dim=1)
+    all_i = torch.cat([idx[target], cand_i], dim=1)
+    top_v, top_p = torch.topk(all_v, k, dim=1)
+    vals[target] = top_v
+    idx[target] = all_i.gather(1, top_p)
 
 
 def _pairs_from_topk(
     vals: torch.Tensor, idx: torch.Tensor, threshold: float
 ) -> tuple[np.ndarray, np.ndarray]:
     n, k = vals.shape
-    rows = torch.arange(n, device=vals.device).repeat_interleave(k)
-    cols, scores = idx.reshape(-1), vals.reshape(-1)
+    rows = np.repeat(np.arange(n, dtype=np.int64), k)
+    cols, scores = idx.reshape(-1).cpu().numpy(), vals.reshape(-1).cpu().numpy()
     keep = (cols >= 0) & (scores >= threshold)
-    rows, cols, scores = rows[keep], cols[keep], scores[keep]
-    lo, hi = torch.minimum(rows, cols), torch.maximum(rows, cols)
-    key = lo * n + hi
-    key, first = _unique_first(key)
-    return _sorted_pairs(key // n, key % n, scores[first])
+    return _unique_sorted_pairs(rows[keep], cols[keep], scores[keep], n)
 
 
-def _unique_first(key: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Unique values of ``key`` and the index of one occurrence of each."""
-    uniq, inverse = torch.unique(key, return_inverse=True)
-    first = torch.empty(uniq.numel(), dtype=torch.long, device=key.device)
-    first.scatter_(0, inverse, torch.arange(key.numel(), device=key.device))
-    return uniq, first
-
-
-def _sorted_pairs(
-    lo: torch.Tensor, hi: torch.Tensor, scores: torch.Tensor
+def _unique_sorted_pairs(
+    rows: np.ndarray, cols: np.ndarray, scores: np.ndarray, n: int
 ) -> tuple[np.ndarray, np.ndarray]:
-    order = torch.argsort(scores, descending=True, stable=True)
-    pairs = torch.stack([lo[order], hi[order]], dim=1).cpu().numpy().astype(np.int64)
-    return pairs, scores[order].cpu().numpy().astype(np.float32)
+    """Pairs as ``(min, max)`` without repeats, most similar first."""
+    key = np.minimum(rows, cols).astype(np.int64) * n + np.maximum(rows, cols)
+    key, first = np.unique(key, return_index=True)
+    scores = scores[first].astype(np.float32)
+    order = np.argsort(-scores, kind="stable")
+    pairs = np.stack([key // n, key % n], axis=1)[order]
+    return pairs.astype(np.int64), scores[order]
+
+
+def _screen_and_merge(vals: torch.Tensor, idx: torch.Tensor, sim: torch.Tensor, a: int, b: int,
+                      threshold: float) -> None:
+    """Fold one off-diagonal tile (rows from ``a``, columns from ``b``) into the top-k of
+    its rows and of its columns.
+
+    One comparison with the lowest k-th best of the tile's rows and columns screens the
+    whole tile; the few entries left are tested against their own row's and column's k-th
+    best and merged.
+    """
+    with _one_thread(sim.device):
+        floor_r = vals[a : a + sim.shape[0]].min(dim=1).values.clamp(min=threshold)
+        floor_c = vals[b : b + sim.shape[1]].min(dim=1).values.clamp(min=threshold)
+        lowest = float(torch.minimum(floor_r.min(), floor_c.min()))
+    cand = (sim > lowest).nonzero()
+    if not cand.numel():
+        return
+    with _one_thread(sim.device):
+        ri, ci = cand[:, 0], cand[:, 1]
+        s = sim[ri, ci]
+        for_row = s > floor_r[ri]
+        for_col = s > floor_c[ci]
+        if for_row.any():  # nonzero() is row-major: rows come grouped
+            _merge_topk(vals, idx, a, ri[for_row], ci[for_row] + b, s[for_row], sim, b)
+        if for_col.any():
+            c_r, c_c, c_s = ri[for_col], ci[for_col], s[for_col]
+            order = _argsort_ints(c_c)
+            _merge_topk(vals, idx, b, c_c[order], c_r[order] + a, c_s[order], sim.T, a)
+
+
+def _argsort_ints(x: torch.Tensor) -> torch.Tensor:
+    """Stable argsort of an integer tensor. On CPU numpy's radix sort is used: torch's CPU
+    sort is slow on small integer keys when it runs on several threads."""
+    if x.device.type == "cpu":
+        return torch.from_numpy(np.argsort(x.numpy(), kind="stable"))
+    return torch.argsort(x, stable=True)
 
 
 def exact_pairs(
@@ -129,11 +188,14 @@ def exact_pairs(
     vals = torch.full((n, k), float("-inf"), device=emb.device)
     idx = torch.full((n, k), -1, dtype=torch.long, device=emb.device)
     with torch.inference_mode(), bar:
+        # one reused buffer for the tiles: a fresh 64 MB tensor per tile costs page faults
+        buffer = torch.empty(min(block_size, n) ** 2, device=emb.device)
         # Diagonal tiles first: every row gets a k-th best from its own tile, which then
         # screens the off-diagonal tiles.
         for a in starts:
             block = emb[a : a + block_size]
-            sim = block @ block.T
+            sim = buffer[: len(block) ** 2].view(len(block), len(block))
+            torch.mm(block, block.T, out=sim)
             sim.fill_diagonal_(float("-inf"))
             kk = min(k, sim.shape[1] - 1)
             if kk > 0:
@@ -144,20 +206,10 @@ def exact_pairs(
         for bi, a in enumerate(starts):
             rows_emb = emb[a : a + block_size]
             for b in starts[bi + 1 :]:
-                sim = rows_emb @ emb[b : b + block_size].T
-                floor_r = vals[a : a + sim.shape[0], -1].clamp(min=threshold)
-                floor_c = vals[b : b + sim.shape[1], -1].clamp(min=threshold)
-                # cheap scalar screen, then the exact per-row / per-column test
-                cand = (sim > torch.minimum(floor_r.min(), floor_c.min())).nonzero()
-                if cand.numel():
-                    ri, ci = cand[:, 0], cand[:, 1]
-                    s = sim[ri, ci]
-                    for_row = s > floor_r[ri]
-                    for_col = s > floor_c[ci]
-                    if for_row.any():
-                        _merge_topk(vals, idx, ri[for_row] + a, ci[for_row] + b, s[for_row])
-                    if for_col.any():
-                        _merge_topk(vals, idx, ci[for_col] + b, ri[for_col] + a, s[for_col])
+                cols_emb = emb[b : b + block_size]
+                sim = buffer[: len(rows_emb) * len(cols_emb)].view(len(rows_emb), len(cols_emb))
+                torch.mm(rows_emb, cols_emb.T, out=sim)
+                _screen_and_merge(vals, idx, sim, a, b, threshold)
                 bar.update(1)
     return _pairs_from_topk(vals, idx, threshold)
 
@@ -180,7 +232,9 @@ def _all_pairs_above(
                 his.append(hit[:, 1] + b)
                 scores.append(sim[hit[:, 0], hit[:, 1]])
                 bar.update(1)
-    return _sorted_pairs(torch.cat(los), torch.cat(his), torch.cat(scores))
+    n = emb.shape[0]
+    return _unique_sorted_pairs(torch.cat(los).cpu().numpy(), torch.cat(his).cpu().numpy(),
+                                torch.cat(scores).cpu().numpy(), n)
 
 
 def faiss_pairs(
@@ -236,27 +290,14 @@ def faiss_pairs(
             cols.append(nbrs[keep])
             scores.append(sims[keep])
             bar.update(1)
-    r = torch.from_numpy(np.concatenate(rows))
-    c = torch.from_numpy(np.concatenate(cols).astype(np.int64))
-    s = torch.from_numpy(np.concatenate(scores))
+    r, c, s = np.concatenate(rows), np.concatenate(cols).astype(np.int64), np.concatenate(scores)
     # at most top_k per row (the self match may be missing from an approximate result)
-    rank = _rank_within_row(r, s)
+    order = np.lexsort((-s, r))
+    rank = np.empty(len(r), dtype=np.int64)
+    counts = np.bincount(r, minlength=n)
+    rank[order] = np.arange(len(r)) - np.repeat(np.cumsum(counts) - counts, counts)
     keep = (rank < top_k) & (s >= threshold)
-    r, c, s = r[keep], c[keep], s[keep]
-    key, first = _unique_first(torch.minimum(r, c) * n + torch.maximum(r, c))
-    return _sorted_pairs(key // n, key % n, s[first])
-
-
-def _rank_within_row(rows: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
-    order = torch.argsort(scores, descending=True, stable=True)
-    order = order[torch.argsort(rows[order], stable=True)]
-    sorted_rows = rows[order]
-    uniq, counts = torch.unique_consecutive(sorted_rows, return_counts=True)
-    starts = torch.cumsum(counts, 0) - counts
-    rank_sorted = torch.arange(rows.numel()) - starts.repeat_interleave(counts)
-    rank = torch.empty_like(rank_sorted)
-    rank[order] = rank_sorted
-    return rank
+    return _unique_sorted_pairs(r[keep], c[keep], s[keep], n)
 
 
 def connected_groups(pairs: np.ndarray, n: int) -> list[list[int]]:
