@@ -49,7 +49,8 @@ def tiny_bert_dir(tmp_path_factory: pytest.TempPathFactory, corpus: list[str]) -
     wp.train_from_iterator(corpus, trainer)
     vocab = sorted(wp.get_vocab().items(), key=lambda kv: kv[1])
     (folder / "vocab.txt").write_text("\n".join(tok for tok, _ in vocab) + "\n", encoding="utf-8")
-    tokenizer = BertTokenizer(vocab_file=str(folder / "vocab.txt"), model_max_length=64)
+    # transformers 5 ignores vocab_file here: pass the vocabulary itself
+    tokenizer = BertTokenizer(vocab=dict(vocab), model_max_length=64)
     config = BertConfig(vocab_size=len(vocab), hidden_size=32, num_hidden_layers=2,
                         num_attention_heads=2, intermediate_size=64, max_position_embeddings=64)
     torch.manual_seed(0)

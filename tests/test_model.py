@@ -215,3 +215,11 @@ def test_unknown_hub_id_offline_names_what_was_tried(monkeypatch):
 def test_model_name_must_be_str_or_path():
     with pytest.raises(TypeError, match="model_name_or_path must be a str or Path, got int"):
         SiamText(3)
+
+
+def test_tiny_fixture_tokenizer_knows_its_words(tiny_model):
+    # guards the fixture: an all-[UNK] tokenizer would make every same-length text identical
+    ids = tiny_model.tokenizer("my card is lost")["input_ids"]
+    assert tiny_model.tokenizer.unk_token_id not in ids
+    a, b = tiny_model.encode(["my card is lost", "play some jazz"])
+    assert abs(float(a @ b)) < 0.999

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import shutil
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -14,32 +13,11 @@ from siamtext import SiamText
 from siamtext.losses.base import SiamLoss
 
 
-@pytest.fixture(scope="session")
-def word_bert_dir(tiny_bert_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """``tiny_bert_dir`` with a tokenizer that knows its vocabulary.
-
-    transformers 5's ``BertTokenizer`` ignores ``vocab_file=`` (it takes ``vocab=``), so the
-    session fixture's tokenizer maps every word to ``[UNK]`` and all texts of one length get
-    the same embedding, which no loss can learn from. Until that fixture is fixed, rebuild
-    the tokenizer from its ``vocab.txt``; once it is, this returns the folder unchanged.
-    """
-    from transformers import AutoTokenizer, BertTokenizer
-
-    if AutoTokenizer.from_pretrained(tiny_bert_dir).tokenize("card") != ["[UNK]"]:
-        return tiny_bert_dir
-    folder = tmp_path_factory.mktemp("word_bert")
-    shutil.copytree(tiny_bert_dir, folder, dirs_exist_ok=True)
-    words = (tiny_bert_dir / "vocab.txt").read_text(encoding="utf-8").splitlines()
-    vocab = {word: i for i, word in enumerate(words)}
-    BertTokenizer(vocab=vocab, model_max_length=64).save_pretrained(folder)
-    return folder
-
-
 @pytest.fixture
-def fresh_model(word_bert_dir: Path) -> SiamText:
+def fresh_model(tiny_bert_dir: Path) -> SiamText:
     """A tiny BERT SiamText of its own (tests may train it), dropout off for determinism."""
     torch.manual_seed(0)
-    model = SiamText(word_bert_dir, device="cpu").eval()
+    model = SiamText(tiny_bert_dir, device="cpu").eval()
     assert model.tokenizer.tokenize("card") != ["[UNK]"]
     return model
 
