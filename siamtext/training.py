@@ -348,6 +348,9 @@ class SiamTextTrainer(transformers.Trainer):
         self.model_accepts_loss_kwargs = False
         self.can_return_loss = True
         self.rows_seen = 0  # training rows embedded so far (this process)
+        if args.disable_tqdm:  # quiet: logs go to the logger, not to stdout
+            self.remove_callback(transformers.PrinterCallback)
+            self.add_callback(_LoggerCallback())
         self.label_names = []
 
     # ------------------------------------------------------------------ batching
@@ -512,6 +515,15 @@ class SiamTextTrainer(transformers.Trainer):
         logger.info("Loading best model from %s (score: %s).", checkpoint,
                     self.state.best_metric)
         load_weights(self.model, checkpoint)
+
+
+class _LoggerCallback(transformers.TrainerCallback):
+    """Send the trainer's logs to this module's logger (INFO)."""
+
+    def on_log(self, args: Any, state: Any, control: Any, logs: dict | None = None,
+               **kwargs: Any) -> None:
+        if logs:
+            logger.info("step %d: %s", state.global_step, logs)
 
 
 def _jsonable(value: object) -> bool:
