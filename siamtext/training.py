@@ -355,6 +355,14 @@ class SiamTextTrainer(transformers.Trainer):
 
     # ------------------------------------------------------------------ batching
     def _sampler_kind(self, args: TrainingArguments) -> str:
+        cached = getattr(self, "_kind", None)
+        if cached is not None and cached[0] == args.batch_sampler:
+            return cached[1]
+        kind = self._choose_sampler(args)
+        self._kind = (args.batch_sampler, kind)
+        return kind
+
+    def _choose_sampler(self, args: TrainingArguments) -> str:
         kind = args.batch_sampler
         if kind != "auto":
             return kind
