@@ -119,8 +119,12 @@ def st_train(rows: dict, loss: str, params: dict, cfg: argparse.Namespace, epoch
     import datasets
     from sentence_transformers import SentenceTransformer, SentenceTransformerTrainer
     from sentence_transformers import SentenceTransformerTrainingArguments as Args
-    from sentence_transformers.base.sampler import BatchSamplers
-    from sentence_transformers.sentence_transformer import losses
+    try:  # sentence-transformers 6 layout
+        from sentence_transformers.base.sampler import BatchSamplers
+        from sentence_transformers.sentence_transformer import losses
+    except ImportError:  # 3.x - 5.x
+        from sentence_transformers import losses
+        from sentence_transformers.training_args import BatchSamplers
 
     model = SentenceTransformer(model_path(), device=device())
     if loss == "BatchHardTripletLoss":
