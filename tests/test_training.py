@@ -296,3 +296,17 @@ def test_sub_batched_tower_gives_the_same_embeddings_and_gradients(bert_dir: Pat
     assert tower.embedding_dim == model.embedding_dim  # other attributes pass through
     with pytest.raises(ValueError, match="size must be a positive integer"):
         SubBatchedTower(model, 0)
+
+
+def test_gradient_accumulation_and_checkpointing_run(bert_dir: Path) -> None:
+    model = SiamText(bert_dir, device="cpu")
+    texts, labels = toy_rows()
+    before = model.transformer.embeddings.word_embeddings.weight.clone()
+    rows = {"text": texts[:8] + texts[-8:], "label": labels[:8] + labels[-8:]}
+    fit(model, rows, ToyLabelledLoss(model), batch_size=4, samples_per_class=2,
+        gradient_accumulation_steps=2, activation_checkpointing=True, learning_rate=1e-3,
+        show_progress=False)
+    assert model.transformer.is_activation_checkpointing
+    assert model.card_data.training["gradient_accumulation_steps"] == 2
+    assert model.card_data.training["steps"] == 2  # 4 batches of 4, 2 per optimizer step
+    assert not torch.equal(before, model.transformer.embeddings.word_embeddings.weight)

@@ -146,7 +146,7 @@ def run(args: argparse.Namespace) -> int:
     extra: dict[str, Any] = {"gradient_accumulation_steps": args.gradient_accumulation,
                              "samples_per_class": args.samples_per_class}
     if args.gradient_checkpointing:
-        extra["gradient_checkpointing"] = True
+        extra["activation_checkpointing"] = True
     if args.checkpoint_steps:
         extra.update(save_strategy="steps", save_steps=args.checkpoint_steps)
     fit(model, data, args.loss, loss_params=loss_params, eval_dataset=eval_data,
