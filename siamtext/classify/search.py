@@ -242,6 +242,7 @@ def faiss_pairs(
     threshold: float = -1.0,
     top_k: int = 10,
     index_factory: str = "HNSW32",
+    ef_search: int = 64,
     batch_size: int = 16384,
     show_progress: bool | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -256,6 +257,7 @@ def faiss_pairs(
         top_k: Neighbours per item.
         index_factory: A ``faiss.index_factory`` string, e.g. ``"HNSW32"`` (approximate,
             fast on millions) or ``"Flat"`` (exact).
+        ef_search: Search depth of an HNSW index (higher: better recall, slower).
         batch_size: Queries per search call.
         show_progress: Progress bar over query batches.
 
@@ -279,6 +281,8 @@ def faiss_pairs(
     index.train(x)
     index.add(x)
     k = min(top_k + 1, n)
+    if hasattr(index, "hnsw"):  # faiss's default (16) loses too many neighbours here
+        index.hnsw.efSearch = max(index.hnsw.efSearch, ef_search, 2 * k)
     rows, cols, scores = [], [], []
     starts = range(0, n, batch_size)
     with _progress(len(starts), show_progress, "Finding duplicates (faiss)") as bar:
