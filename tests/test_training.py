@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import math
 from importlib import resources
 from pathlib import Path
 from typing import Any, ClassVar
@@ -310,3 +311,33 @@ def test_gradient_accumulation_and_checkpointing_run(bert_dir: Path) -> None:
     assert model.card_data.training["gradient_accumulation_steps"] == 2
     assert model.card_data.training["steps"] == 2  # 4 batches of 4, 2 per optimizer step
     assert not torch.equal(before, model.transformer.embeddings.word_embeddings.weight)
+
+
+REAL_LOSS_ROWS = {
+    "pair": {"sentence1": ["will it rain", "play a song", "is it sunny", "next track"],
+             "sentence2": ["rain tomorrow?", "weather today", "sunny or not", "skip song"],
+             "label": [1, 0, 1, 1]},
+    "pair_score": {"sentence1": ["will it rain", "play a song", "is it sunny"],
+                   "sentence2": ["rain tomorrow?", "weather today", "sunny or not"],
+                   "label": [0.9, 0.1, 0.7]},
+    "triplet": {"anchor": ["will it rain", "play a song"], "positive": ["rain?", "a song"],
+                "negative": ["play jazz", "sunny day"]},
+    "labelled": {"text": ["will it rain", "is it sunny", "play a song", "next track"],
+                 "label": ["w", "w", "m", "m"]},
+    "anchor_positive": {"anchor": ["will it rain", "play a song"],
+                        "positive": ["rain tomorrow?", "put on a song"]},
+}
+
+
+@pytest.mark.parametrize("name", [
+    "ContrastiveLoss", "OnlineContrastiveLoss", "CoSENTLoss", "TripletLoss",
+    "BatchHardTripletLoss", "BatchSemiHardTripletLoss", "BatchAllTripletLoss",
+    "MultipleNegativesRankingLoss"])
+def test_every_siamtext_loss_trains_through_fit(bert_dir: Path, name: str) -> None:
+    losses = pytest.importorskip("siamtext.losses")
+    model = SiamText(bert_dir, device="cpu")
+    fmt = getattr(losses, name).input_format
+    fit(model, REAL_LOSS_ROWS[fmt], name, batch_size=4, samples_per_class=2,
+        learning_rate=1e-3, show_progress=False)
+    assert model.card_data.training["loss"] == name
+    assert math.isfinite(model.card_data.training["train_loss"])
