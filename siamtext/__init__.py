@@ -4,7 +4,10 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
+from siamtext import losses
 from siamtext.config import SiamTextConfig
+from siamtext.data import make_anchor_positives, make_pairs, make_triplets
+from siamtext.evaluation import IntentEvaluator, PairClassificationEvaluator, STSEvaluator
 from siamtext.hub import HubMixin, push_folder_to_hub
 from siamtext.model import SiamText
 from siamtext.model_card import ModelCardData, build_model_card
@@ -13,11 +16,18 @@ from siamtext.resolve import DEFAULT_MODEL, ModelNotFoundError
 __all__ = [
     "DEFAULT_MODEL",
     "HubMixin",
+    "IntentEvaluator",
     "ModelCardData",
     "ModelNotFoundError",
+    "PairClassificationEvaluator",
+    "STSEvaluator",
     "SiamText",
     "SiamTextConfig",
     "build_model_card",
+    "losses",
+    "make_anchor_positives",
+    "make_pairs",
+    "make_triplets",
     "push_folder_to_hub",
     "__version__",
 ]

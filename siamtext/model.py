@@ -7,7 +7,7 @@ import sys
 from collections.abc import Sequence
 from contextlib import nullcontext
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -328,6 +328,23 @@ class SiamText(HubMixin, nn.Module):
             return x.unsqueeze(0) if x.ndim == 1 else x
         emb = self.encode(check_texts(x, name), convert_to="torch")
         return emb.reshape(-1, self.embedding_dim)
+
+    # ------------------------------------------------------------------ fit
+    def fit(self, train_dataset: Any,
+            loss: str | type | nn.Module = "MultipleNegativesRankingLoss",
+            **kwargs: Any) -> SiamText:
+        """Fine-tune this model in place and return it.
+
+        Wraps :func:`siamtext.training.fit`: ``loss_params``, ``eval_dataset``, ``evaluator``,
+        ``epochs=1``, ``batch_size=32``, ``learning_rate=2e-5``, ``warmup_ratio=0.1``,
+        ``output_dir=None``, ``columns``, ``eval_steps``, ``metric_for_best_model``,
+        ``resume_from_checkpoint``, ``show_progress``, ``seed`` and any
+        :class:`siamtext.training.TrainingArguments` field. Bad data raises ``ValueError``
+        before training starts.
+        """
+        from siamtext.training import fit
+
+        return fit(self, train_dataset, loss, **kwargs)
 
     # ------------------------------------------------------------------ save
     def save_pretrained(self, folder: str | Path) -> Path:

@@ -1,10 +1,7 @@
-import numpy as np
-
 from siamtext.cli import main
 from siamtext.demo import (
     load_demo_intents,
     load_demo_questions,
-    nearest_neighbour_accuracy,
     run_demo,
     split_per_class,
 )
@@ -25,23 +22,22 @@ def test_split_per_class_is_stratified_and_disjoint():
     assert [labels[i] for i in test].count("a") == 2 and [labels[i] for i in test].count("b") == 1
 
 
-def test_nearest_neighbour_accuracy_by_hand():
-    train = np.array([[1.0, 0.0], [0.0, 1.0]])
-    test = np.array([[0.9, 0.1], [0.2, 0.8], [0.6, 0.4]])
-    # nearest: row0 -> x, row1 -> y, row2 -> x; labels x, y, y -> 2 of 3 right
-    assert nearest_neighbour_accuracy(train, ["x", "y"], test, ["x", "y", "y"]) == 2 / 3
+def test_run_demo_on_tiny_model(tiny_bert_dir):
+    from siamtext import SiamText
 
-
-def test_run_demo_on_tiny_model(tiny_model):
+    model = SiamText(tiny_bert_dir, device="cpu")  # fine-tuning changes it: not the shared one
     lines: list[str] = []
-    figures = run_demo(tiny_model, print_fn=lines.append)
-    assert 0.0 <= figures["accuracy"] <= 1.0 and len(figures["pair_scores"]) == 4
-    assert any("Nearest-neighbour intent accuracy" in line for line in lines)
+    figures = run_demo(model, print_fn=lines.append)
+    assert len(figures["pair_scores"]) == 4
+    for key in ("accuracy_before", "accuracy_after"):
+        assert all(0.0 <= value <= 100.0 for value in figures[key])
+    assert any("zero-shot: 1-NN" in line for line in lines)
+    assert any("fine-tuned: 1-NN" in line for line in lines)
 
 
 def test_cli_demo(tiny_bert_dir, capsys):
-    assert main(["demo", "--model", str(tiny_bert_dir), "--device", "cpu"]) == 0
-    assert "Nearest-neighbour intent accuracy" in capsys.readouterr().out
+    assert main(["demo", "--model", str(tiny_bert_dir), "--device", "cpu", "--no-fine-tune"]) == 0
+    assert "Intent accuracy, zero-shot" in capsys.readouterr().out
 
 
 def test_cli_reports_a_missing_model_cleanly(tmp_path, capsys):

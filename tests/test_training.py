@@ -53,30 +53,6 @@ class ToyPairLoss(ToyLabelledLoss):
         return torch.where(labels == 1, 1 - sim, torch.relu(sim)).mean()
 
 
-def word_tokenizer_copy(tiny_bert_dir: Path, folder: Path) -> Path:
-    """``tiny_bert_dir`` with a tokenizer that knows its vocabulary.
-
-    transformers 5's ``BertTokenizer`` ignores ``vocab_file=`` (the session fixture's tokenizer
-    maps every word to ``[UNK]``); rebuild it from ``vocab.txt`` so texts differ by content.
-    """
-    import shutil
-
-    from transformers import AutoTokenizer, BertTokenizer
-
-    if AutoTokenizer.from_pretrained(tiny_bert_dir).tokenize("card") != ["[UNK]"]:
-        return tiny_bert_dir
-    shutil.copytree(tiny_bert_dir, folder, dirs_exist_ok=True)
-    words = (tiny_bert_dir / "vocab.txt").read_text(encoding="utf-8").splitlines()
-    BertTokenizer(vocab={w: i for i, w in enumerate(words)}, model_max_length=64
-                  ).save_pretrained(folder)
-    return folder
-
-
-@pytest.fixture(scope="module")
-def bert_dir(tiny_bert_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return word_tokenizer_copy(tiny_bert_dir, tmp_path_factory.mktemp("word_bert"))
-
-
 def toy_rows() -> tuple[list[str], list[str]]:
     path = resources.files("siamtext") / "resources" / "demo_intents.csv"
     with path.open(encoding="utf-8") as f:
@@ -92,8 +68,8 @@ def separation(model: SiamText, texts: list[str], labels: list[str]) -> float:
     return float(sim[same & off].mean() - sim[~same].mean())
 
 
-def test_training_lowers_loss_and_separates_two_classes(bert_dir: Path) -> None:
-    model = SiamText(bert_dir, device="cpu")
+def test_training_lowers_loss_and_separates_two_classes(tiny_bert_dir: Path) -> None:
+    model = SiamText(tiny_bert_dir, device="cpu")
     texts, labels = toy_rows()
     data = {"text": texts, "label": labels}
     before = separation(model, texts, labels)
@@ -117,8 +93,8 @@ def test_training_lowers_loss_and_separates_two_classes(bert_dir: Path) -> None:
     assert card.training["batch_sampler"] == "class_balanced"
 
 
-def test_evaluator_runs_and_fills_eval_metrics(bert_dir: Path) -> None:
-    model = SiamText(bert_dir, device="cpu")
+def test_evaluator_runs_and_fills_eval_metrics(tiny_bert_dir: Path) -> None:
+    model = SiamText(tiny_bert_dir, device="cpu")
     texts, labels = toy_rows()
     calls = []
 
@@ -141,13 +117,13 @@ def _pairs() -> dict[str, list]:
     return {"q1": s1, "q2": s2, "dup": y}
 
 
-def test_checkpoint_and_resume_give_the_same_weights(bert_dir: Path, tmp_path: Path) -> None:
+def test_checkpoint_and_resume_give_the_same_weights(tiny_bert_dir: Path, tmp_path: Path) -> None:
     data = _pairs()
     columns = {"sentence1": "q1", "sentence2": "q2", "label": "dup"}
     common = dict(epochs=2, batch_size=8, learning_rate=1e-3, columns=columns,
                   show_progress=False, save_steps=3, save_strategy="steps", seed=7)
 
-    full = SiamText(bert_dir, device="cpu")
+    full = SiamText(tiny_bert_dir, device="cpu")
     fit(full, data, ToyPairLoss(full), output_dir=str(tmp_path / "full"), **common)
     checkpoints = sorted(p.name for p in (tmp_path / "full").glob("checkpoint-*"))
     assert "checkpoint-3" in checkpoints
@@ -155,20 +131,20 @@ def test_checkpoint_and_resume_give_the_same_weights(bert_dir: Path, tmp_path: P
     reloaded = SiamText(tmp_path / "full" / "checkpoint-3", device="cpu")
     assert reloaded.embedding_dim == full.embedding_dim
 
-    resumed = SiamText(bert_dir, device="cpu")
+    resumed = SiamText(tiny_bert_dir, device="cpu")
     fit(resumed, data, ToyPairLoss(resumed), output_dir=str(tmp_path / "resumed"),
         resume_from_checkpoint=str(tmp_path / "full" / "checkpoint-3"), **common)
     for (name, a), (_, b) in zip(full.state_dict().items(), resumed.state_dict().items(),
                                  strict=True):
         torch.testing.assert_close(a, b, msg=f"weights differ at {name}")
 
-    fresh = SiamText(bert_dir, device="cpu")
+    fresh = SiamText(tiny_bert_dir, device="cpu")
     assert not torch.equal(fresh.transformer.embeddings.word_embeddings.weight,
                            full.transformer.embeddings.word_embeddings.weight)
 
 
-def test_best_checkpoint_is_kept_by_metric(bert_dir: Path, tmp_path: Path) -> None:
-    model = SiamText(bert_dir, device="cpu")
+def test_best_checkpoint_is_kept_by_metric(tiny_bert_dir: Path, tmp_path: Path) -> None:
+    model = SiamText(tiny_bert_dir, device="cpu")
     texts, labels = toy_rows()
     scores = iter([1.0, 5.0, 2.0, 0.0, 0.0])
     fit(model, {"text": texts, "label": labels}, ToyLabelledLoss(model),
@@ -182,8 +158,8 @@ def test_best_checkpoint_is_kept_by_metric(bert_dir: Path, tmp_path: Path) -> No
 
 # ---------------------------------------------------------------------- bad input
 @pytest.fixture()
-def model(bert_dir: Path) -> SiamText:
-    return SiamText(bert_dir, device="cpu")
+def model(tiny_bert_dir: Path) -> SiamText:
+    return SiamText(tiny_bert_dir, device="cpu")
 
 
 def test_contrastive_labels_outside_0_1_are_rejected(model: SiamText) -> None:
@@ -277,10 +253,10 @@ def test_trainer_rejects_plain_transformers_arguments(model: SiamText) -> None:
                         {"text": ["a"], "label": [0]}, ToyLabelledLoss(model))
 
 
-def test_sub_batched_tower_gives_the_same_embeddings_and_gradients(bert_dir: Path) -> None:
+def test_sub_batched_tower_gives_the_same_embeddings_and_gradients(tiny_bert_dir: Path) -> None:
     from siamtext.training import SubBatchedTower
 
-    model = SiamText(bert_dir, device="cpu").eval()
+    model = SiamText(tiny_bert_dir, device="cpu").eval()
     texts = ["a", "a much longer text about the weather tomorrow morning", "book a table",
              "hi", "what is the weather like in paris this weekend", "thanks"]
     batch = model.tokenize(texts)
@@ -299,8 +275,8 @@ def test_sub_batched_tower_gives_the_same_embeddings_and_gradients(bert_dir: Pat
         SubBatchedTower(model, 0)
 
 
-def test_gradient_accumulation_and_checkpointing_run(bert_dir: Path) -> None:
-    model = SiamText(bert_dir, device="cpu")
+def test_gradient_accumulation_and_checkpointing_run(tiny_bert_dir: Path) -> None:
+    model = SiamText(tiny_bert_dir, device="cpu")
     texts, labels = toy_rows()
     before = model.transformer.embeddings.word_embeddings.weight.clone()
     rows = {"text": texts[:8] + texts[-8:], "label": labels[:8] + labels[-8:]}
@@ -333,9 +309,9 @@ REAL_LOSS_ROWS = {
     "ContrastiveLoss", "OnlineContrastiveLoss", "CoSENTLoss", "TripletLoss",
     "BatchHardTripletLoss", "BatchSemiHardTripletLoss", "BatchAllTripletLoss",
     "MultipleNegativesRankingLoss"])
-def test_every_siamtext_loss_trains_through_fit(bert_dir: Path, name: str) -> None:
+def test_every_siamtext_loss_trains_through_fit(tiny_bert_dir: Path, name: str) -> None:
     losses = pytest.importorskip("siamtext.losses")
-    model = SiamText(bert_dir, device="cpu")
+    model = SiamText(tiny_bert_dir, device="cpu")
     fmt = getattr(losses, name).input_format
     fit(model, REAL_LOSS_ROWS[fmt], name, batch_size=4, samples_per_class=2,
         learning_rate=1e-3, show_progress=False)

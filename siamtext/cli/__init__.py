@@ -12,6 +12,8 @@ from collections.abc import Sequence
 SUBCOMMANDS = {
     "demo": "demo",
     "push": "push",
+    "train": "train",
+    "evaluate": "evaluate",
 }
 
 
