@@ -18,6 +18,7 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.exceptions import NotFittedError
 
 from siamtext.classify import storage
+from siamtext.classify.search import single_thread
 from siamtext.classify.threshold import check_similarity_threshold, sweep_thresholds
 from siamtext.validation import check_choice, check_positive_int, check_texts
 
@@ -127,7 +128,8 @@ class IntentClassifier(ClassifierMixin, BaseEstimator):
         if dim is not None and emb.shape[1] != dim:
             raise ValueError(f"{name} has dimension {emb.shape[1]}, the stored examples have "
                              f"{dim}")
-        return F.normalize(emb.float(), p=2, dim=-1)
+        with single_thread(emb.device):
+            return F.normalize(emb.float(), p=2, dim=-1)
 
     def _labels(self, y: object, n: int, name: str = "y") -> list[str | int]:
         labels = [storage.json_label(v, name) for v in np.asarray(y, dtype=object).ravel()]
@@ -178,31 +180,45 @@ class IntentClassifier(ClassifierMixin, BaseEstimator):
         self.n_features_in_ = examples.shape[1]
 
     # ------------------------------------------------------------------ scoring
-    def _scores(self, emb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Probabilities ``(n, n_classes)`` and best similarity ``(n,)`` of normalised
-        query embeddings, in chunks of queries."""
-        probas, bests = [], []
+    def _scores(self, emb: torch.Tensor, proba: bool = True
+                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Scores of normalised query embeddings, in chunks of queries.
+
+        Returns:
+            ``proba`` ``(n, n_classes)`` (empty when ``proba=False``), the best similarity
+            ``(n,)`` and the predicted class index ``(n,)``.
+        """
+        probas, bests, preds = [], [], []
         t = float(self.temperature)
         n_classes = len(self.classes_)
         with torch.inference_mode():
             for a in range(0, emb.shape[0], _QUERY_CHUNK):
                 q = emb[a : a + _QUERY_CHUNK]
+                # one matrix product on all threads; the rest is small work on one
                 if self.mode == "prototype":
                     sim = q @ self.prototypes_.T
-                    bests.append(sim.max(dim=1).values)
-                    probas.append(torch.softmax(sim / t, dim=1))
+                    with single_thread(sim.device):
+                        best, pred = sim.max(dim=1)
+                        if proba:
+                            probas.append(torch.softmax(sim / t, dim=1))
                 else:
                     sim = q @ self.examples_.T
                     k = min(self.n_neighbors, sim.shape[1])
                     top_v, top_i = torch.topk(sim, k, dim=1)
-                    weights = torch.softmax(top_v / t, dim=1)
-                    proba = torch.zeros((q.shape[0], n_classes), device=q.device)
-                    proba.scatter_add_(1, self.example_classes_[top_i], weights)
-                    bests.append(top_v[:, 0])
-                    probas.append(proba)
-        if not probas:
-            return torch.zeros((0, n_classes)), torch.zeros((0,))
-        return torch.cat(probas), torch.cat(bests)
+                    with single_thread(sim.device):
+                        weights = torch.softmax(top_v / t, dim=1)
+                        votes = torch.zeros((q.shape[0], n_classes), device=q.device)
+                        votes.scatter_add_(1, self.example_classes_[top_i], weights)
+                        best, pred = top_v[:, 0], votes.argmax(dim=1)
+                        if proba:
+                            probas.append(votes)
+                bests.append(best)
+                preds.append(pred)
+        if not bests:
+            return (torch.zeros((0, n_classes)), torch.zeros((0,)),
+                    torch.zeros((0,), dtype=torch.long))
+        out = torch.cat(probas) if probas else torch.zeros((0, n_classes))
+        return out, torch.cat(bests), torch.cat(preds)
 
     @property
     def decision_threshold(self) -> float | None:
@@ -219,13 +235,13 @@ class IntentClassifier(ClassifierMixin, BaseEstimator):
     def similarity(self, X: object) -> np.ndarray:
         """Best cosine similarity of each input to the stored classes ``(n,)``."""
         self._check_fitted()
-        return self._scores(self._embed(X))[1].cpu().numpy()
+        return self._scores(self._embed(X), proba=False)[1].cpu().numpy()
 
     def predict(self, X: object) -> np.ndarray:
         """The most likely label of each input, or ``unknown_label`` when rejected."""
         self._check_fitted()
-        proba, best = self._scores(self._embed(X))
-        return self._decide(proba.argmax(dim=1).cpu().numpy(), best.cpu().numpy())
+        _, best, pred = self._scores(self._embed(X), proba=False)
+        return self._decide(pred.cpu().numpy(), best.cpu().numpy())
 
     def _decide(self, idx: np.ndarray, best: np.ndarray) -> np.ndarray:
         labels = self.classes_[idx]
@@ -289,7 +305,7 @@ class IntentClassifier(ClassifierMixin, BaseEstimator):
             if strange:
                 raise ValueError(f"y has labels that are neither stored classes nor "
                                  f"unknown_label={self.unknown_label!r}: {strange[:5]}")
-        proba, best_t = self._scores(emb)
+        _, best_t, pred_t = self._scores(emb, proba=False)
         best = best_t.cpu().numpy().astype(np.float64)
         if target_recall is not None:
             inscope = np.sort(best[~oos])
@@ -306,7 +322,7 @@ class IntentClassifier(ClassifierMixin, BaseEstimator):
             if not oos.any() or oos.all():
                 raise ValueError("y must include both in-scope examples and out-of-scope ones "
                                  f"labelled unknown_label={self.unknown_label!r}")
-            pred = self.classes_[proba.argmax(dim=1).cpu().numpy()]
+            pred = self.classes_[pred_t.cpu().numpy()]
             right = np.array([not o and p == v for o, p, v in zip(oos, pred.tolist(), labels)])
             # accepted-and-right counts play the role of true positives in the sweep
             c = sweep_thresholds(best, right.astype(np.int64))
