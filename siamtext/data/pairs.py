@@ -103,6 +103,23 @@ def make_pairs(texts: Sequence[str], labels: Sequence[Hashable], max_pairs: int 
     })
 
 
+def _anchor_positive_indices(labels: Sequence[Hashable], by_class: dict, rng: random.Random,
+                             limit: int | None) -> tuple[list[int], list[int]]:
+    """Shuffled anchors (texts of classes with two or more texts, at most ``limit``) and,
+    for each, another text of its class."""
+    anchors = [i for i in range(len(labels)) if len(by_class[labels[i]]) >= 2]
+    rng.shuffle(anchors)
+    if limit is not None:
+        anchors = anchors[:limit]
+    positives = []
+    for i in anchors:
+        j = i
+        while j == i:
+            j = rng.choice(by_class[labels[i]])
+        positives.append(j)
+    return anchors, positives
+
+
 def make_triplets(texts: Sequence[str], labels: Sequence[Hashable],
                   max_triplets: int | None = None, seed: int = 0, model: SiamText | None = None,
                   batch_size: int = 64) -> datasets.Dataset:
@@ -132,16 +149,7 @@ def make_triplets(texts: Sequence[str], labels: Sequence[Hashable],
         check_positive_int(max_triplets, "max_triplets")
     texts, by_class = _group(texts, labels, need_negatives=True, need_positives=True)
     rng = random.Random(seed)
-    anchors = [i for i in range(len(texts)) if len(by_class[labels[i]]) >= 2]
-    rng.shuffle(anchors)
-    if max_triplets is not None:
-        anchors = anchors[:max_triplets]
-    positives = []
-    for i in anchors:
-        j = i
-        while j == i:
-            j = rng.choice(by_class[labels[i]])
-        positives.append(j)
+    anchors, positives = _anchor_positive_indices(labels, by_class, rng, max_triplets)
     if model is None:
         negatives = []
         for i in anchors:
@@ -196,16 +204,7 @@ def make_anchor_positives(texts: Sequence[str], labels: Sequence[Hashable], seed
         check_positive_int(max_rows, "max_rows")
     texts, by_class = _group(texts, labels, need_negatives=False, need_positives=True)
     rng = random.Random(seed)
-    anchors = [i for i in range(len(texts)) if len(by_class[labels[i]]) >= 2]
-    rng.shuffle(anchors)
-    if max_rows is not None:
-        anchors = anchors[:max_rows]
-    positives = []
-    for i in anchors:
-        j = i
-        while j == i:
-            j = rng.choice(by_class[labels[i]])
-        positives.append(j)
+    anchors, positives = _anchor_positive_indices(labels, by_class, rng, max_rows)
     return datasets.Dataset.from_dict({
         "anchor": [texts[i] for i in anchors],
         "positive": [texts[j] for j in positives],

@@ -116,8 +116,19 @@ class ContrastiveLoss(SiamLoss):
         name = type(self).__name__
         a, b = check_embeddings(embeddings, self.input_format, name)
         similar = check_binary_labels(check_labels(labels, a.shape[0], name, a.device), name)
-        terms = contrastive_terms(self.distance_fn(a, b), similar, self.margin)
+        distances = self.distance_fn(a, b)
+        terms = contrastive_terms(distances, similar, self.margin)
+        keep = self.pair_mask(distances.detach(), similar)
+        if keep is not None:
+            terms = terms * keep
         return terms.mean() if self.size_average else terms.sum()
+
+    def pair_mask(self, distances: Tensor, similar: Tensor) -> Tensor | None:
+        """Which pairs pay their terms; ``None`` (the default) means every pair.
+
+        Subclasses that mine the batch (:class:`OnlineContrastiveLoss`) override this.
+        """
+        return None
 
     def get_config_dict(self) -> dict[str, Any]:
         return {"distance": self.distance, "margin": self.margin,

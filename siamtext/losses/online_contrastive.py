@@ -2,23 +2,9 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, ClassVar
-
 from torch import Tensor
 
-from siamtext.distances import DistanceName, paired_distance
-from siamtext.losses.base import (
-    InputFormat,
-    SiamLoss,
-    check_binary_labels,
-    check_embeddings,
-    check_labels,
-    check_margin,
-)
-from siamtext.losses.contrastive import DEFAULT_DISTANCE, DEFAULT_MARGIN, contrastive_terms
-
-if TYPE_CHECKING:
-    from siamtext.model import SiamText
+from siamtext.losses.contrastive import ContrastiveLoss
 
 
 def hard_pair_mask(distances: Tensor, similar: Tensor) -> Tensor:
@@ -48,7 +34,7 @@ def hard_pair_mask(distances: Tensor, similar: Tensor) -> Tensor:
     )
 
 
-class OnlineContrastiveLoss(SiamLoss):
+class OnlineContrastiveLoss(ContrastiveLoss):
     """Contrastive loss (Hadsell et al. 2006) on the hard pairs of the batch only.
 
     Each pair pays the terms of :class:`~siamtext.losses.ContrastiveLoss` (``D^2/2`` for
@@ -108,37 +94,6 @@ class OnlineContrastiveLoss(SiamLoss):
         >>> loss(features, torch.tensor([1, 0])).backward()
     """
 
-    input_format: ClassVar[InputFormat] = "pair"
-
-    def __init__(self, model: SiamText, distance: DistanceName = DEFAULT_DISTANCE,
-                 margin: float = DEFAULT_MARGIN, size_average: bool = True) -> None:
-        super().__init__(model)
-        self.distance_fn = paired_distance(distance)
-        self.distance = distance
-        self.margin = check_margin(margin)
-        self.size_average = bool(size_average)
-
-    def compute_loss_from_embeddings(
-        self, embeddings: list[Tensor], labels: Tensor | None
-    ) -> Tensor:
-        """Online contrastive loss of two ``(batch, dim)`` embedding groups.
-
-        Args:
-            embeddings: ``[first, second]``, each ``(batch, dim)``.
-            labels: ``(batch,)`` of 0/1 (1 = similar).
-
-        Returns:
-            A scalar: the hard pairs' terms summed, divided by the batch size if
-            ``size_average``.
-        """
-        name = type(self).__name__
-        a, b = check_embeddings(embeddings, self.input_format, name)
-        similar = check_binary_labels(check_labels(labels, a.shape[0], name, a.device), name)
-        distances = self.distance_fn(a, b)
-        hard = hard_pair_mask(distances.detach(), similar)
-        terms = contrastive_terms(distances, similar, self.margin) * hard
-        return terms.mean() if self.size_average else terms.sum()
-
-    def get_config_dict(self) -> dict[str, Any]:
-        return {"distance": self.distance, "margin": self.margin,
-                "size_average": self.size_average}
+    def pair_mask(self, distances: Tensor, similar: Tensor) -> Tensor:
+        """The hard pairs of the batch (:func:`hard_pair_mask`)."""
+        return hard_pair_mask(distances, similar)
