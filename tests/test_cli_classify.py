@@ -50,6 +50,8 @@ def test_dedup_with_a_saved_detector_and_csv_column(tiny_model, tmp_path, capsys
         run_cli(dedup_cli, ["dedup", str(data), "--detector", str(folder)])
     with pytest.raises(ValueError, match="--top-k must be 0 or more"):
         run_cli(dedup_cli, ["dedup", str(data), "--detector", str(folder), "--top-k", "-1"])
+    with pytest.raises(ValueError, match=r"--threshold must lie in .* got 3.0"):
+        run_cli(dedup_cli, ["dedup", str(data), "--threshold", "3"])
     with pytest.raises(FileNotFoundError, match="input file not found"):
         run_cli(dedup_cli, ["dedup", str(tmp_path / "missing.txt")])
 
@@ -88,6 +90,9 @@ def test_classify_errors(tmp_path):
         run_cli(classify_cli, ["classify", "--train", str(txt)])
     with pytest.raises(ValueError, match="needs a csv/tsv/jsonl file"):
         run_cli(classify_cli, ["classify", "--train", str(txt), "--predict", str(txt)])
+    with pytest.raises(ValueError, match="--threshold must lie"):
+        run_cli(classify_cli, ["classify", "--train", str(txt), "--predict", str(txt),
+                               "--threshold", "-1.5"])
     bad = tmp_path / "bad.jsonl"
     bad.write_text("{not json\n")
     with pytest.raises(ValueError, match="bad.jsonl:1: not a JSON object"):

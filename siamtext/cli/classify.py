@@ -36,12 +36,15 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 
 def run(args: argparse.Namespace) -> int:
     from siamtext.classify.intent import IntentClassifier
+    from siamtext.classify.threshold import check_similarity_threshold
     from siamtext.cli.tabular import column, read_rows, write_rows
     from siamtext.model import SiamText
     from siamtext.resolve import DEFAULT_MODEL
 
     if not args.predict and not args.save:
         raise ValueError("nothing to do: give --predict FILE and/or --save DIR")
+    if args.threshold is not None:  # fail before loading a model
+        check_similarity_threshold(args.threshold, "--threshold")
     if args.train:
         rows = read_rows(args.train)
         if rows and isinstance(rows[0], str):

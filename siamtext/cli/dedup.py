@@ -38,12 +38,15 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 
 def run(args: argparse.Namespace) -> int:
     from siamtext.classify.dedup import DuplicateDetector
+    from siamtext.classify.threshold import check_similarity_threshold
     from siamtext.cli.tabular import column, read_rows, write_rows
     from siamtext.model import SiamText
     from siamtext.resolve import DEFAULT_MODEL
 
     if args.top_k < 0:
         raise ValueError(f"--top-k must be 0 or more, got {args.top_k}")
+    if args.threshold is not None:  # fail before loading a model
+        check_similarity_threshold(args.threshold, "--threshold")
     texts = [str(t) for t in column(read_rows(args.file), args.column, args.file)]
     if args.detector:
         detector = DuplicateDetector.load(args.detector, device=args.device)
