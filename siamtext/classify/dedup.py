@@ -214,7 +214,10 @@ class DuplicateDetector:
         else:
             pairs, scores = faiss_pairs(emb.cpu().numpy(), threshold, top_k, faiss_index,
                                         show_progress=show_progress)
-        return Duplicates(pairs, scores, connected_groups(pairs, n), n)
+        groups = connected_groups(pairs, n)
+        logger.info("find_duplicates: %d items, threshold %.4f, top_k %s: %d pairs in %d groups",
+                    n, threshold, top_k, len(pairs), len(groups))
+        return Duplicates(pairs, scores, groups, n)
 
     def _corpus_embeddings(self, corpus: object) -> torch.Tensor:
         device = self.model.device if self.model is not None else torch.device("cpu")

@@ -40,7 +40,8 @@ def single_thread(device: torch.device):
 
     Between two matrix products come many small operations; on a busy machine every
     multi-threaded one waits for its slowest thread (measured here: a 256 x 384 normalise
-    took 16 ms on two threads, 0.1 ms on one). The products keep all threads.
+    took 16 ms on two threads, 0.1 ms on one). The products keep all threads. The thread
+    count is process-wide: calls from several Python threads at once share it.
     """
     if device.type != "cpu":
         yield
