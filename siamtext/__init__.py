@@ -5,6 +5,7 @@ from __future__ import annotations
 __version__ = "0.1.0"
 
 from siamtext import losses
+from siamtext.classify import DuplicateDetector, Duplicates, IntentClassifier, ThresholdClassifier
 from siamtext.config import SiamTextConfig
 from siamtext.data import make_anchor_positives, make_pairs, make_triplets
 from siamtext.evaluation import IntentEvaluator, PairClassificationEvaluator, STSEvaluator
@@ -15,7 +16,10 @@ from siamtext.resolve import DEFAULT_MODEL, ModelNotFoundError
 
 __all__ = [
     "DEFAULT_MODEL",
+    "DuplicateDetector",
+    "Duplicates",
     "HubMixin",
+    "IntentClassifier",
     "IntentEvaluator",
     "ModelCardData",
     "ModelNotFoundError",
@@ -23,6 +27,7 @@ __all__ = [
     "STSEvaluator",
     "SiamText",
     "SiamTextConfig",
+    "ThresholdClassifier",
     "build_model_card",
     "losses",
     "make_anchor_positives",

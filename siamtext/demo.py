@@ -1,4 +1,7 @@
-"""The demo: the main job of siamtext on the bundled model and data, in under a minute.
+"""The demo: the main jobs of siamtext on the bundled model and data, in about a minute.
+
+Encode intents and score pairs, fine-tune, find duplicate questions, and add an intent from
+two examples without retraining.
 
 The data is written for the project and ships with the package: 320 short utterances over
 16 intents (``resources/demo_intents.csv``) and 60 user questions with paraphrase groups
@@ -8,6 +11,7 @@ The data is written for the project and ships with the package: 320 short uttera
 from __future__ import annotations
 
 import csv
+import json
 import random
 import time
 from collections.abc import Callable
@@ -102,4 +106,56 @@ def run_demo(model: SiamText | None = None, print_fn: Callable[[str], None] = pr
                  f"in {time.perf_counter() - start:.0f} s")
         print_fn(f"Intent accuracy, fine-tuned: 1-NN {after[0]:.1f}%, prototype {after[1]:.1f}%")
         figures["accuracy_after"] = after
+    figures.update(demo_duplicates(model, print_fn))
+    figures.update(demo_new_intent(model, train_x, train_y, test_x, test_y, print_fn))
     return figures
+
+
+DEMO_DUPLICATE_THRESHOLD = 0.75
+
+
+def load_demo_question_groups() -> list[list[int]]:
+    """The answer key of the demo questions: lists of line indices that are paraphrases."""
+    path = resources.files("siamtext") / "resources" / "demo_questions_groups.json"
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def demo_duplicates(model: SiamText, print_fn: Callable[[str], None] = print) -> dict:
+    """Find the paraphrase groups among the demo questions; compare with the answer key."""
+    from siamtext.classify import DuplicateDetector
+
+    questions = load_demo_questions()
+    true_pairs = {(a, b) for group in load_demo_question_groups()
+                  for a in group for b in group if a < b}
+    found = DuplicateDetector(model, threshold=DEMO_DUPLICATE_THRESHOLD).find_duplicates(
+        questions, show_progress=False)
+    got = {tuple(pair) for pair in found.pairs.tolist()}
+    precision = len(got & true_pairs) / max(len(got), 1)
+    recall = len(got & true_pairs) / max(len(true_pairs), 1)
+    print_fn(f"\nDuplicates among {len(questions)} questions (cosine >= "
+             f"{DEMO_DUPLICATE_THRESHOLD}): {len(got)} pairs in {len(found.groups)} groups; "
+             f"precision {precision:.0%}, recall {recall:.0%} against the answer key")
+    for group in found.groups[:4]:
+        print_fn("  - " + " | ".join(questions[i] for i in group))
+    return {"duplicate_pairs": len(got), "duplicate_precision": precision,
+            "duplicate_recall": recall}
+
+
+def demo_new_intent(model: SiamText, train_x: list[str], train_y: list[str],
+                    test_x: list[str], test_y: list[str],
+                    print_fn: Callable[[str], None] = print) -> dict:
+    """Fit an IntentClassifier, then add a new intent from two examples, no retraining."""
+    from siamtext.classify import IntentClassifier
+
+    clf = IntentClassifier(model).fit(train_x, train_y)
+    accuracy = clf.score(test_x, test_y)
+    clf.add_examples(["what's the euro to dollar exchange rate?",
+                      "how many yen do I get for one pound"], "exchange_rate")
+    queries = ["convert 100 dollars into euros", "what is today's rate for GBP to USD",
+               "I lost my card"]
+    predicted = [str(p) for p in clf.predict(queries)]
+    print_fn(f"\nIntentClassifier (prototypes): {accuracy:.1%} on the held-out utterances. "
+             "New intent 'exchange_rate' added from 2 examples, no retraining:")
+    for query, label in zip(queries, predicted):
+        print_fn(f"  {query!r} -> {label}")
+    return {"intent_accuracy": accuracy, "new_intent_predictions": predicted}

@@ -1,6 +1,7 @@
 from siamtext.cli import main
 from siamtext.demo import (
     load_demo_intents,
+    load_demo_question_groups,
     load_demo_questions,
     run_demo,
     split_per_class,
@@ -33,6 +34,17 @@ def test_run_demo_on_tiny_model(tiny_bert_dir):
         assert all(0.0 <= value <= 100.0 for value in figures[key])
     assert any("zero-shot: 1-NN" in line for line in lines)
     assert any("fine-tuned: 1-NN" in line for line in lines)
+    assert 0.0 <= figures["duplicate_precision"] <= 1.0
+    assert len(figures["new_intent_predictions"]) == 3
+    assert any("New intent 'exchange_rate' added from 2 examples" in line for line in lines)
+
+
+def test_demo_question_groups_are_valid_line_indices():
+    groups = load_demo_question_groups()
+    n = len(load_demo_questions())
+    flat = [i for group in groups for i in group]
+    assert len(flat) == len(set(flat)) and all(0 <= i < n for i in flat)
+    assert all(len(group) >= 2 for group in groups)
 
 
 def test_cli_demo(tiny_bert_dir, capsys):

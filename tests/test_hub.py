@@ -459,3 +459,39 @@ def test_cli_push_not_a_model_folder(hub, cli, tmp_path, capsys):
     assert cli(["push", str(tmp_path), "alice/x"]) == 2
     assert "is not a saved model" in capsys.readouterr().err
     assert hub.requests == []
+
+
+# ---------------------------------------------------------------- classifiers
+def test_intent_classifier_push_uploads_encoder_state_and_card(hub, hub_model):
+    from siamtext.classify import IntentClassifier
+
+    clf = IntentClassifier(hub_model).fit(
+        ["my card is lost", "I lost my card", "will it rain", "weather tomorrow"],
+        ["card_lost", "card_lost", "weather", "weather"])
+    url = clf.push_to_hub("alice/tiny-intents")
+    assert url == f"{hub.url}/alice/tiny-intents/commit/{1:040x}"
+    files = set(hub.commits[0]["files"])
+    assert {"intent_classifier.json", "intent_classifier.safetensors", "README.md",
+            "encoder/model.safetensors", "encoder/config.json"} <= files, files
+    assert not [f for f in files if f.endswith((".bin", ".pt", ".pth", ".pkl", ".pickle"))]
+    readme = hub.commits[0]["files"]["README.md"].decode()
+    assert "library_name: siamtext" in readme and "pipeline_tag: text-classification" in readme
+    assert 'snapshot_download("alice/tiny-intents")' in readme
+    assert MODEL_ID_PLACEHOLDER not in readme
+
+
+def test_duplicate_detector_push_checks_before_saving(hub, hub_model, no_token):
+    from siamtext.classify import DuplicateDetector
+
+    with pytest.raises(ValueError, match="no Hugging Face token found"):
+        DuplicateDetector(hub_model, threshold=0.8).push_to_hub("alice/dedup")
+    assert hub.requests == []
+
+
+def test_duplicate_detector_push(hub, hub_model):
+    from siamtext.classify import DuplicateDetector
+
+    DuplicateDetector(hub_model, threshold=0.8).push_to_hub("alice/dedup", private=True)
+    assert json.loads(hub.requests[0]["body"])["visibility"] == "private"
+    files = set(hub.commits[0]["files"])
+    assert {"duplicate_detector.json", "encoder/model.safetensors", "README.md"} <= files

@@ -26,6 +26,8 @@ from siamtext.classify.threshold import (
     check_similarity_threshold,
     encode_pair_scores,
 )
+from siamtext.hub import HubMixin
+from siamtext.model_card import MODEL_ID_PLACEHOLDER
 from siamtext.validation import check_choice, check_positive_int, check_texts
 
 if TYPE_CHECKING:
@@ -65,7 +67,18 @@ class Duplicates:
         return out
 
 
-class DuplicateDetector:
+_USAGE = f"""```python
+from huggingface_hub import snapshot_download
+from siamtext.classify import DuplicateDetector
+
+folder = snapshot_download("{MODEL_ID_PLACEHOLDER}")
+detector = DuplicateDetector.load(folder)
+detector.is_duplicate("How do I reset my password?", "I forgot my password")
+detector.find_duplicates(questions, top_k=10).groups
+```"""
+
+
+class DuplicateDetector(HubMixin):
     """Are two texts duplicates? Cosine similarity of their embeddings against a threshold.
 
     Set ``threshold`` yourself, or :meth:`fit` it on a labelled validation split (never on
@@ -257,7 +270,7 @@ class DuplicateDetector:
             }
 
         def write(tmp: Path) -> None:
-            storage.save_encoder(self.model, tmp)
+            storage.save_encoder(self.model, tmp, kind="DuplicateDetector", usage=_USAGE)
             storage.write_json(tmp / CONFIG_NAME, payload)
 
         return storage.save_folder(folder, write)

@@ -20,6 +20,8 @@ from sklearn.exceptions import NotFittedError
 from siamtext.classify import storage
 from siamtext.classify.search import single_thread
 from siamtext.classify.threshold import check_similarity_threshold, sweep_thresholds
+from siamtext.hub import HubMixin
+from siamtext.model_card import MODEL_ID_PLACEHOLDER
 from siamtext.validation import check_choice, check_positive_int, check_texts
 
 if TYPE_CHECKING:
@@ -31,7 +33,17 @@ TENSORS_NAME = "intent_classifier.safetensors"
 _QUERY_CHUNK = 1024
 
 
-class IntentClassifier(ClassifierMixin, BaseEstimator):
+_USAGE = f"""```python
+from huggingface_hub import snapshot_download
+from siamtext.classify import IntentClassifier
+
+folder = snapshot_download("{MODEL_ID_PLACEHOLDER}")
+classifier = IntentClassifier.load(folder)
+classifier.predict(["I lost my card"])
+```"""
+
+
+class IntentClassifier(HubMixin, ClassifierMixin, BaseEstimator):
     """Many-class, few-shot intent classifier with out-of-scope rejection.
 
     A scikit-learn estimator. :meth:`fit` only embeds and stores the examples. A query gets
@@ -424,7 +436,7 @@ class IntentClassifier(ClassifierMixin, BaseEstimator):
                    "example_classes": self.example_classes_.detach().cpu().contiguous()}
 
         def write(tmp: Path) -> None:
-            storage.save_encoder(self.model, tmp)
+            storage.save_encoder(self.model, tmp, kind="IntentClassifier", usage=_USAGE)
             save_file(tensors, str(tmp / TENSORS_NAME))
             storage.write_json(tmp / CONFIG_NAME, payload)
 

@@ -65,9 +65,26 @@ def read_json(folder: str | Path, name: str, kind: str) -> dict:
     return payload
 
 
-def save_encoder(model: SiamText | None, folder: Path) -> None:
-    if model is not None:
-        model.save_pretrained(folder / ENCODER_DIR)
+def save_encoder(model: SiamText | None, folder: Path, *, kind: str, usage: str) -> None:
+    """Save the encoder to ``folder/encoder`` and a model card for the classifier folder.
+
+    The card says ``library_name: siamtext``: sentence-transformers cannot load the folder
+    as a whole (the encoder sits in a subfolder); its ``usage`` shows how siamtext does.
+    """
+    if model is None:
+        return
+    from siamtext.model_card import write_model_card
+
+    model.save_pretrained(folder / ENCODER_DIR)
+    write_model_card(
+        folder, model.card_data, embedding_dim=model.embedding_dim,
+        max_seq_length=model.max_seq_length, pooling=model.config.pooling,
+        normalize=model.config.normalize, library_name="siamtext",
+        pipeline_tag="text-classification",
+        description=f"A siamtext `{kind}`: a Siamese sentence encoder (in `encoder/`) with "
+                    "the decision state fitted on top of it, in safetensors and JSON.",
+        usage=usage,
+    )
 
 
 def load_encoder(folder: str | Path, **kwargs) -> SiamText | None:

@@ -14,6 +14,8 @@ SUBCOMMANDS = {
     "push": "push",
     "train": "train",
     "evaluate": "evaluate",
+    "dedup": "dedup",
+    "classify": "classify",
 }
 
 
