@@ -321,7 +321,7 @@ def report(results: dict, quick: bool) -> str:
     if "banking-full" in results:
         b = results["banking-full"]
         z = b["zero_shot"]
-        rows = [["zero-shot", "-", z["prototype"], z["1nn"], "-", "-"]]
+        rows = [["zero-shot", "-", z["prototype"], z["1nn"], "-", "-", "-"]]
         for name, r in b["recipes"].items():
             for lib in ("siamtext", "sentence-transformers"):
                 if lib in r:
