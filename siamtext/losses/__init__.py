@@ -14,6 +14,7 @@ loss                                   ``input_format``       rows
 :class:`BatchSemiHardTripletLoss`      ``"labelled"``         (text, class label)
 :class:`BatchAllTripletLoss`           ``"labelled"``         (text, class label)
 :class:`MultipleNegativesRankingLoss`  ``"anchor_positive"``  (anchor, positive[, negatives...])
+:class:`SupervisedContrastiveLoss`     ``"labelled"``         (text, class label)
 =====================================  =====================  ==================================
 """
 
@@ -29,6 +30,7 @@ from siamtext.losses.contrastive import ContrastiveLoss
 from siamtext.losses.cosent import CoSENTLoss
 from siamtext.losses.in_batch import MultipleNegativesRankingLoss
 from siamtext.losses.online_contrastive import OnlineContrastiveLoss
+from siamtext.losses.supcon import SupervisedContrastiveLoss
 from siamtext.losses.triplet import TripletLoss
 
 #: Loss classes by name, for the CLI and configs (``--loss batch_hard_triplet``).
@@ -41,6 +43,7 @@ LOSSES: dict[str, type[SiamLoss]] = {
     "batch_semi_hard_triplet": BatchSemiHardTripletLoss,
     "batch_all_triplet": BatchAllTripletLoss,
     "multiple_negatives_ranking": MultipleNegativesRankingLoss,
+    "supervised_contrastive": SupervisedContrastiveLoss,
 }
 
 __all__ = [
@@ -56,5 +59,6 @@ __all__ = [
     "MultipleNegativesRankingLoss",
     "OnlineContrastiveLoss",
     "SiamLoss",
+    "SupervisedContrastiveLoss",
     "TripletLoss",
 ]

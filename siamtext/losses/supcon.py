@@ -1,0 +1,143 @@
+"""Supervised contrastive loss: in-batch negatives for class-labelled rows (text, label)."""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import torch
+from torch import Tensor
+
+from siamtext.losses.base import (
+    InputFormat,
+    SiamLoss,
+    check_embeddings,
+    check_labels,
+    check_scale,
+    zero_loss,
+)
+from siamtext.losses.batch_triplet import check_class_labels, label_masks
+from siamtext.losses.in_batch import DEFAULT_SCALE, SimilarityName, similarity_matrix
+from siamtext.validation import check_choice
+
+if TYPE_CHECKING:
+    from siamtext.model import SiamText
+
+logger = logging.getLogger(__name__)
+
+
+def supervised_contrastive_loss(similarities: Tensor, labels: Tensor, scale: float) -> Tensor:
+    """Supervised contrastive loss from a similarity matrix (SupCon's ``L_out``).
+
+    Row ``i`` is an anchor; every other row is a candidate. For each positive ``p`` of ``i``
+    (``p != i`` with ``i``'s label) the term is the cross-entropy of picking ``p`` among all
+    candidates: ``log sum_{a != i} exp(scale * s_ia) - scale * s_ip``. An anchor's terms are
+    averaged over its positives, then the anchors that have a positive are averaged; with
+    none, the loss is 0 (attached to the graph).
+
+    Args:
+        similarities: ``(batch, batch)`` similarities between the batch's embeddings.
+        labels: ``(batch,)`` class ids.
+        scale: Inverse temperature applied to the similarities.
+    """
+    positive, _ = label_masks(labels)
+    counts = positive.sum(dim=1)
+    has_positive = counts > 0
+    if not bool(has_positive.any()):
+        return zero_loss(similarities)
+    eye = torch.eye(labels.numel(), dtype=torch.bool, device=labels.device)
+    logits = (similarities * scale).masked_fill(eye, float("-inf"))
+    log_prob = logits - torch.logsumexp(logits, dim=1, keepdim=True)
+    per_anchor = -(log_prob.masked_fill(~positive, 0.0).sum(dim=1)[has_positive]
+                   / counts[has_positive])
+    return per_anchor.mean()
+
+
+class SupervisedContrastiveLoss(SiamLoss):
+    """Supervised contrastive loss: every row of a class-labelled batch must pick out the
+    rows of its own class among all the others.
+
+    The in-batch-negatives loss for labelled data. Where
+    :class:`~siamtext.losses.MultipleNegativesRankingLoss` gives each anchor one positive,
+    here every same-class row is a positive and every other row a negative, so a P x K batch
+    of ``n`` rows trains on all ``n (K - 1)`` positive pairs at once, each against the
+    ``n - K`` rows of other classes (see :func:`supervised_contrastive_loss`). Nothing is
+    mined: easy pairs contribute little because the softmax is already confident, hard ones
+    dominate the gradient.
+
+    Inputs:
+        Rows ``(text, label)`` with integer class ids (``input_format = "labelled"``): one
+        feature group and a ``(batch,)`` label tensor. Each batch needs at least two classes
+        and, to have positives, at least two rows of some class: the trainer builds P x K
+        class-balanced batches for this format.
+
+    Defaults:
+        ``scale=20.0``, ``similarity="cosine"``: temperature 0.05 on cosine similarities, the
+        same as :class:`~siamtext.losses.MultipleNegativesRankingLoss`; Khosla et al. use
+        0.1 with far larger batches. There is no margin to be unattainable on unit vectors.
+
+    Args:
+        model: The :class:`siamtext.SiamText` to train.
+        scale: Inverse temperature (> 0).
+        similarity: ``"cosine"`` or ``"dot"``.
+
+    Raises:
+        ValueError: For a non-positive ``scale`` or unknown ``similarity``; when called, for
+            missing labels, labels of the wrong size or not class ids, a batch with a single
+            class (no negatives possible), or more or fewer than one feature group.
+
+    Reference:
+        Khosla et al., "Supervised Contrastive Learning", NeurIPS 2020 (``L_out``, eq. 2).
+
+    Related:
+        :class:`~siamtext.losses.MultipleNegativesRankingLoss` (one positive per anchor),
+        :class:`~siamtext.losses.BatchHardTripletLoss` (a margin, one triplet per anchor).
+
+    Example:
+        >>> import torch
+        >>> from siamtext import SiamText
+        >>> from siamtext.losses import SupervisedContrastiveLoss
+        >>> model = SiamText()
+        >>> loss = SupervisedContrastiveLoss(model)
+        >>> texts = ["reset my password", "forgot my password", "card lost", "lost my card"]
+        >>> loss([model.tokenize(texts)], torch.tensor([0, 0, 1, 1])).backward()
+    """
+
+    input_format: ClassVar[InputFormat] = "labelled"
+
+    def __init__(self, model: SiamText, scale: float = DEFAULT_SCALE,
+                 similarity: SimilarityName = "cosine") -> None:
+        super().__init__(model)
+        self.scale = check_scale(scale)
+        self.similarity = check_choice(similarity, ("cosine", "dot"), "similarity")
+        self._warned_no_positive = False
+
+    def compute_loss_from_embeddings(
+        self, embeddings: list[Tensor], labels: Tensor | None
+    ) -> Tensor:
+        """The loss of one ``(batch, dim)`` embedding group and its class labels.
+
+        Args:
+            embeddings: ``[embeddings]``, one ``(batch, dim)`` tensor.
+            labels: ``(batch,)`` integer class ids.
+
+        Returns:
+            A scalar.
+
+        Raises:
+            ValueError: If labels are missing, of the wrong size, not class ids, or all the
+                same (no negatives).
+        """
+        name = type(self).__name__
+        (emb,) = check_embeddings(embeddings, self.input_format, name)
+        labels = check_class_labels(check_labels(labels, emb.shape[0], name, emb.device), name)
+        if not self._warned_no_positive and torch.unique(labels).numel() == labels.numel():
+            self._warned_no_positive = True
+            logger.warning("%s: a batch in which no two rows share a label has no positive "
+                           "pair and gives a zero loss; use the class-balanced P x K batch "
+                           "sampler (shown once).", name)
+        return supervised_contrastive_loss(similarity_matrix(emb, emb, self.similarity),
+                                           labels, self.scale)
+
+    def get_config_dict(self) -> dict[str, Any]:
+        return {"scale": self.scale, "similarity": self.similarity}
