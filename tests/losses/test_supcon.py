@@ -52,9 +52,10 @@ def test_pure_function_matches_the_class(tiny_model):
 
 
 def test_pairs_of_a_class_give_the_symmetric_in_batch_loss(tiny_model):
-    # With two rows per class and the pairs' own anchors among the candidates, SupCon is the
-    # cross-entropy over all other rows; check one case against MNRL's formula by hand.
-    emb = torch.nn.functional.normalize(torch.randn(6, 4, generator=torch.Generator().manual_seed(0)))
+    # With two rows per class each row has one positive, its partner, among all other rows:
+    # the plain cross-entropy of picking the partner, computed here row by row.
+    generator = torch.Generator().manual_seed(0)
+    emb = torch.nn.functional.normalize(torch.randn(6, 4, generator=generator))
     labels = torch.tensor([0, 0, 1, 1, 2, 2])
     sims = (emb @ emb.T * 3.0).tolist()
     expected = 0.0
