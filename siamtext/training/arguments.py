@@ -1,0 +1,92 @@
+"""``TrainingArguments``: ``transformers.TrainingArguments`` with siamtext's defaults and
+batching options."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+import transformers
+
+from siamtext.validation import check_choice, check_positive_int
+
+BatchSampler = Literal["auto", "length", "no_duplicates", "class_balanced", "random"]
+
+
+@dataclass
+class TrainingArguments(transformers.TrainingArguments):
+    """``transformers.TrainingArguments`` with siamtext's defaults and batching options.
+
+    Everything of ``transformers.TrainingArguments`` applies (``learning_rate``,
+    ``warmup_steps`` (a float below 1 is a ratio of the total steps),
+    ``gradient_accumulation_steps``, ``eval_strategy``, ``save_strategy``,
+    ``metric_for_best_model``, ``load_best_model_at_end``, ``seed``...). Changed defaults:
+    ``learning_rate=2e-5``, ``warmup_steps=0.1`` (10 % warm-up), ``remove_unused_columns``
+    off (the collator needs the text columns), ``report_to="none"``, ``save_strategy="no"``.
+
+    Attributes:
+        batch_sampler: How rows are grouped into batches. ``"auto"``: P x K class-balanced
+            batches for (text, label) losses; for (anchor, positive) rows with a label
+            column, length-grouped batches holding one row per class (no same-class false
+            negatives) when there are at least ``batch_size`` classes, else batches without
+            duplicate texts; length-grouped batches otherwise. ``"length"``,
+            ``"no_duplicates"`` (length-grouped, no text twice in a batch),
+            ``"class_balanced"`` and ``"random"`` force one.
+        samples_per_class: K of the class-balanced sampler.
+        classes_per_batch: P of the class-balanced sampler (default batch_size // K);
+            P x K must not exceed the batch size.
+        mega_batches: Batches sorted together by the length-grouped sampler (1 = random
+            batches). The default 4 sorts 4 batches' worth of shuffled rows at a time: less
+            padding, while batch composition stays close to random.
+        pretokenize: Tokenise the dataset once before training (faster) instead of in
+            every batch.
+        sub_batch_size: Embed each column of a batch in length-sorted sub-batches of this
+            many rows, each padded only to its own longest row. The embeddings, the loss and
+            the gradients are the same as in one pass (up to float rounding); on a CPU, where
+            the cost grows with every padded position, this halves the work of batches that
+            mix short and long texts. ``None``: 8 on CPU, off on GPU (which prefers one
+            large matrix product); ``0``: off.
+        mixed_precision: ``"auto"`` (bf16 on a GPU that supports it, else fp16 on a GPU,
+            fp32 on CPU), ``"no"``, ``"bf16"`` or ``"fp16"``.
+    """
+
+    output_dir: str | None = None
+    learning_rate: float = 2e-5
+    warmup_steps: float = 0.1
+    remove_unused_columns: bool = False
+    report_to: None | str | list[str] = "none"
+    save_strategy: str = "no"
+    logging_steps: float = 50
+    batch_sampler: str = "auto"
+    samples_per_class: int = 4
+    classes_per_batch: int | None = None
+    mega_batches: int = 4
+    pretokenize: bool = True
+    sub_batch_size: int | None = None
+    mixed_precision: str = "auto"
+
+    def __post_init__(self) -> None:
+        check_choice(self.batch_sampler,
+                     ("auto", "length", "no_duplicates", "class_balanced", "random"),
+                     "batch_sampler")
+        check_choice(self.mixed_precision, ("auto", "no", "bf16", "fp16"), "mixed_precision")
+        check_positive_int(self.samples_per_class, "samples_per_class")
+        check_positive_int(self.mega_batches, "mega_batches")
+        if self.sub_batch_size is not None and (
+            isinstance(self.sub_batch_size, bool) or not isinstance(self.sub_batch_size, int)
+            or self.sub_batch_size < 0
+        ):
+            raise ValueError(f"sub_batch_size must be None or an int >= 0, got "
+                             f"{self.sub_batch_size!r}")
+        on_gpu = torch.cuda.is_available() and not self.use_cpu
+        if self.mixed_precision == "auto" and on_gpu and not (self.bf16 or self.fp16):
+            self.bf16 = torch.cuda.is_bf16_supported()
+            self.fp16 = not self.bf16
+        elif self.mixed_precision == "bf16":
+            self.bf16, self.fp16 = True, False
+        elif self.mixed_precision == "fp16":
+            self.bf16, self.fp16 = False, True
+        elif self.mixed_precision == "no":
+            self.bf16 = self.fp16 = False
+        super().__post_init__()

@@ -1,0 +1,91 @@
+"""fit end to end on the tiny model: the loss falls, classes separate, every siamtext loss
+trains; bad arguments and losses are rejected."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+from siamtext import SiamText
+from siamtext.model_card import ModelCardData
+from siamtext.training import TrainingArguments, fit, make_loss
+
+from .toys import ToyLabelledLoss, separation, toy_rows
+
+
+def test_training_lowers_loss_and_separates_two_classes(tiny_bert_dir: Path) -> None:
+    model = SiamText(tiny_bert_dir, device="cpu")
+    texts, labels = toy_rows()
+    data = {"text": texts, "label": labels}
+    before = separation(model, texts, labels)
+    loss = ToyLabelledLoss(model)
+    with torch.no_grad():
+        start = float(loss([model.tokenize(texts)], torch.tensor([labels[0] == x for x in labels])))
+    fit(model, data, loss, epochs=4, batch_size=8, learning_rate=2e-3, show_progress=False,
+        logging_steps=1000)
+    with torch.no_grad():
+        end = float(loss([model.tokenize(texts)], torch.tensor([labels[0] == x for x in labels])))
+    after = separation(model, texts, labels)
+    assert end < start - 0.05
+    assert after > before + 0.15
+    assert not model.training
+    card = model.card_data
+    assert isinstance(card, ModelCardData)
+    assert card.training["loss"] == "ToyLabelledLoss"
+    assert card.training["loss_config"] == {"toy": True}
+    assert card.training["rows"] == len(texts)
+    assert card.training["batch_size"] == 8
+    assert card.training["batch_sampler"] == "class_balanced"
+
+
+def test_bad_fit_arguments_are_rejected(model: SiamText) -> None:
+    data = {"text": ["a", "b"], "label": [0, 1]}
+    with pytest.raises(ValueError, match="batch_size must be a positive integer, got 0"):
+        fit(model, data, ToyLabelledLoss(model), batch_size=0)
+    with pytest.raises(ValueError, match="epochs must be a positive number"):
+        fit(model, data, ToyLabelledLoss(model), epochs=0)
+    with pytest.raises(ValueError, match="loss must be one of .*got 'NoSuchLoss'"):
+        fit(model, data, "NoSuchLoss")
+    with pytest.raises(ValueError, match="batch_sampler must be one of"):
+        TrainingArguments(batch_sampler="nope")
+
+
+def test_make_loss_by_name_and_params(model: SiamText) -> None:
+    losses = pytest.importorskip("siamtext.losses")
+    loss = make_loss(model, "CoSENTLoss", {"scale": 10.0})
+    assert isinstance(loss, losses.CoSENTLoss) and loss.model is model
+    with pytest.raises(ValueError, match="loss_params cannot be used with a loss instance"):
+        make_loss(model, loss, {"scale": 1.0})
+
+
+REAL_LOSS_ROWS = {
+    "pair": {"sentence1": ["will it rain", "play a song", "is it sunny", "next track"],
+             "sentence2": ["rain tomorrow?", "weather today", "sunny or not", "skip song"],
+             "label": [1, 0, 1, 1]},
+    "pair_score": {"sentence1": ["will it rain", "play a song", "is it sunny"],
+                   "sentence2": ["rain tomorrow?", "weather today", "sunny or not"],
+                   "label": [0.9, 0.1, 0.7]},
+    "triplet": {"anchor": ["will it rain", "play a song"], "positive": ["rain?", "a song"],
+                "negative": ["play jazz", "sunny day"]},
+    "labelled": {"text": ["will it rain", "is it sunny", "play a song", "next track"],
+                 "label": ["w", "w", "m", "m"]},
+    "anchor_positive": {"anchor": ["will it rain", "play a song"],
+                        "positive": ["rain tomorrow?", "put on a song"]},
+}
+
+
+@pytest.mark.parametrize("name", [
+    "ContrastiveLoss", "OnlineContrastiveLoss", "CoSENTLoss", "TripletLoss",
+    "BatchHardTripletLoss", "BatchSemiHardTripletLoss", "BatchAllTripletLoss",
+    "MultipleNegativesRankingLoss"])
+def test_every_siamtext_loss_trains_through_fit(tiny_bert_dir: Path, name: str) -> None:
+    losses = pytest.importorskip("siamtext.losses")
+    model = SiamText(tiny_bert_dir, device="cpu")
+    fmt = getattr(losses, name).input_format
+    fit(model, REAL_LOSS_ROWS[fmt], name, batch_size=4, samples_per_class=2,
+        learning_rate=1e-3, show_progress=False)
+    assert model.card_data.training["loss"] == name
+    assert math.isfinite(model.card_data.training["train_loss"])
