@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Literal
 import numpy as np
 import torch
 from scipy.stats import pearsonr, spearmanr
+from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import average_precision_score
 
 from siamtext.validation import check_choice, check_positive_int, check_texts
@@ -138,17 +139,21 @@ def pair_classification(fit_similarities: Sequence[float], fit_labels: Sequence[
 # ---------------------------------------------------------------------- intents
 def intent_accuracy(train_embeddings: ArrayLike, train_labels: Sequence[Hashable],
                     test_embeddings: ArrayLike, test_labels: Sequence[Hashable],
-                    method: Literal["prototype", "knn"] = "prototype", k: int = 1) -> float:
-    """Accuracy (percent) of intent prediction by cosine similarity.
+                    method: Literal["prototype", "knn", "logistic"] = "prototype",
+                    k: int = 1) -> float:
+    """Accuracy (percent) of intent prediction from embeddings.
 
     ``"prototype"``: the class whose mean (normalised) training embedding is closest.
     ``"knn"``: majority vote of the ``k`` nearest training texts (ties go to the class of
     the nearest among the tied).
+    ``"logistic"``: scikit-learn's ``LogisticRegression`` with its defaults (``C=1``, L2)
+    fitted on the normalised training embeddings, MTEB's classification protocol and
+    SetFit's head.
 
     Returns:
         Accuracy in percent.
     """
-    check_choice(method, ("prototype", "knn"), "method")
+    check_choice(method, ("prototype", "knn", "logistic"), "method")
     check_positive_int(k, "k")
     train = _normalise(_array(train_embeddings, "train_embeddings"))
     test = _normalise(_array(test_embeddings, "test_embeddings"))
@@ -158,7 +163,12 @@ def intent_accuracy(train_embeddings: ArrayLike, train_labels: Sequence[Hashable
     classes = list(dict.fromkeys(train_labels))
     index = {c: i for i, c in enumerate(classes)}
     y_train = np.asarray([index[c] for c in train_labels])
-    if method == "prototype":
+    if method == "logistic":
+        if len(classes) < 2:
+            raise ValueError(f"method='logistic' needs at least two classes, got {classes}")
+        head = LogisticRegression(max_iter=1000).fit(train, y_train)
+        pred = head.predict(test)
+    elif method == "prototype":
         protos = np.zeros((len(classes), train.shape[1]), dtype=np.float32)
         np.add.at(protos, y_train, train)
         pred = np.argmax(test @ _normalise(protos).T, axis=1)

@@ -76,6 +76,19 @@ def test_intent_accuracy_prototype_and_knn() -> None:
         intent_accuracy(train, labels[:2], test, ["x", "y"])
 
 
+def test_intent_accuracy_logistic() -> None:
+    # Two classes split by the sign of the first coordinate after normalisation; the test
+    # points lie on either side, far from the boundary.
+    train = np.array([[1.0, 0.1], [2.0, -0.3], [-1.0, 0.2], [-3.0, 0.1]] * 3)
+    labels = ["pos", "pos", "neg", "neg"] * 3
+    test = np.array([[5.0, 1.0], [-0.5, 0.05], [0.9, -0.4]])
+    assert intent_accuracy(train, labels, test, ["pos", "neg", "pos"], "logistic") == 100.0
+    assert intent_accuracy(train, labels, test, ["pos", "pos", "pos"],
+                           "logistic") == pytest.approx(200 / 3)
+    with pytest.raises(ValueError, match="needs at least two classes"):
+        intent_accuracy(train[:2], ["pos", "pos"], test, ["pos"] * 3, "logistic")
+
+
 def test_evaluators_on_the_tiny_model(tiny_model) -> None:
     sts = STSEvaluator(["a cat", "a dog", "the bank"], ["a cat", "a bird", "rain"], [5, 3, 0])
     out = sts(tiny_model)

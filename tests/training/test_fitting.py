@@ -80,7 +80,7 @@ REAL_LOSS_ROWS = {
 @pytest.mark.parametrize("name", [
     "ContrastiveLoss", "OnlineContrastiveLoss", "CoSENTLoss", "TripletLoss",
     "BatchHardTripletLoss", "BatchSemiHardTripletLoss", "BatchAllTripletLoss",
-    "MultipleNegativesRankingLoss"])
+    "MultipleNegativesRankingLoss", "SupervisedContrastiveLoss"])
 def test_every_siamtext_loss_trains_through_fit(tiny_bert_dir: Path, name: str) -> None:
     losses = pytest.importorskip("siamtext.losses")
     model = SiamText(tiny_bert_dir, device="cpu")
