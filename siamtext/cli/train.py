@@ -81,7 +81,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         description="Fine-tune a model on a Hugging Face dataset or a local csv/tsv/jsonl/"
                     "parquet file and save it. Columns follow the loss: sentence1, sentence2, "
                     "label (pair losses, CoSENT); anchor, positive[, negative][, label] "
-                    "(triplet, in-batch negatives); text, label (batch-mining triplet losses). "
+                    "(triplet, in-batch negatives); text, label (batch-mining triplet losses, "
+                    "SupervisedContrastiveLoss). "
                     "Rename with --column, or build rows from (text, label) data with --build.",
     )
     parser.add_argument("data", help="local file (.csv .tsv .jsonl .parquet) or Hub dataset name")
@@ -111,7 +112,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     parser.add_argument("--gradient-accumulation", type=int, default=1)
     parser.add_argument("--gradient-checkpointing", action="store_true")
     parser.add_argument("--samples-per-class", type=int, default=4,
-                        help="K of class-balanced P x K batches (batch-mining losses)")
+                        help="K of class-balanced P x K batches ((text, label) losses)")
     parser.add_argument("--checkpoint-steps", type=int, default=None,
                         help="save a checkpoint every N steps (default: each epoch)")
     parser.add_argument("--resume", default=None,
