@@ -17,6 +17,7 @@ import torch
 from scipy.stats import pearsonr, spearmanr
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import average_precision_score
+from sklearn.model_selection import StratifiedKFold, cross_val_score
 
 from siamtext.validation import check_choice, check_positive_int, check_texts
 
@@ -146,9 +147,12 @@ def intent_accuracy(train_embeddings: ArrayLike, train_labels: Sequence[Hashable
     ``"prototype"``: the class whose mean (normalised) training embedding is closest.
     ``"knn"``: majority vote of the ``k`` nearest training texts (ties go to the class of
     the nearest among the tied).
-    ``"logistic"``: scikit-learn's ``LogisticRegression`` with its defaults (``C=1``, L2)
-    fitted on the normalised training embeddings, MTEB's classification protocol and
-    SetFit's head.
+    ``"logistic"``: a multinomial logistic regression on the normalised training
+    embeddings (MTEB's classification protocol, SetFit's head). Its L2 strength ``C`` is
+    chosen among ``LOGISTIC_CS`` by stratified cross-validation on the training embeddings
+    alone (never on the test set); with a class of a single example there is nothing to
+    cross-validate and scikit-learn's default ``C=1`` is used. On unit vectors ``C=1``
+    often underfits, since confident logits need large weights.
 
     Returns:
         Accuracy in percent.
@@ -166,8 +170,7 @@ def intent_accuracy(train_embeddings: ArrayLike, train_labels: Sequence[Hashable
     if method == "logistic":
         if len(classes) < 2:
             raise ValueError(f"method='logistic' needs at least two classes, got {classes}")
-        head = LogisticRegression(max_iter=1000).fit(train, y_train)
-        pred = head.predict(test)
+        pred = _logistic_head(train, y_train).predict(test)
     elif method == "prototype":
         protos = np.zeros((len(classes), train.shape[1]), dtype=np.float32)
         np.add.at(protos, y_train, train)
@@ -184,6 +187,22 @@ def intent_accuracy(train_embeddings: ArrayLike, train_labels: Sequence[Hashable
                 pred[start + r] = next(y_train[j] for j in row if y_train[j] in best)
     gold = np.asarray([index.get(c, -1) for c in test_labels])
     return 100.0 * float(np.mean(pred == gold))
+
+
+#: L2 strengths tried by ``intent_accuracy(method="logistic")``.
+LOGISTIC_CS = (0.1, 1.0, 10.0, 100.0)
+
+
+def _logistic_head(x: np.ndarray, y: np.ndarray) -> LogisticRegression:
+    """A logistic regression on ``x``, its ``C`` picked by stratified CV on ``x`` itself."""
+    smallest = int(np.bincount(y).min())
+    c = 1.0
+    if smallest >= 2:
+        folds = StratifiedKFold(n_splits=min(5, smallest), shuffle=True, random_state=0)
+        scores = [cross_val_score(LogisticRegression(C=c, max_iter=1000), x, y, cv=folds).mean()
+                  for c in LOGISTIC_CS]
+        c = LOGISTIC_CS[int(np.argmax(scores))]
+    return LogisticRegression(C=c, max_iter=1000).fit(x, y)
 
 
 # ---------------------------------------------------------------------- evaluators

@@ -87,6 +87,19 @@ def test_intent_accuracy_logistic() -> None:
                            "logistic") == pytest.approx(200 / 3)
     with pytest.raises(ValueError, match="needs at least two classes"):
         intent_accuracy(train[:2], ["pos", "pos"], test, ["pos"] * 3, "logistic")
+    # One example of a class: no cross-validation is possible, C=1 is used.
+    assert intent_accuracy(train[:3], labels[:3], test, ["pos", "neg", "pos"],
+                           "logistic") == 100.0
+
+
+def test_logistic_head_picks_c_by_cross_validation_on_the_training_set() -> None:
+    from siamtext.evaluation import LOGISTIC_CS, _logistic_head
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(40, 5))
+    y = (x[:, 0] > 0).astype(int)
+    assert _logistic_head(x, y).C in LOGISTIC_CS
+    assert _logistic_head(x[:3], np.array([0, 1, 1])).C == 1.0  # a singleton class
 
 
 def test_evaluators_on_the_tiny_model(tiny_model) -> None:
