@@ -111,8 +111,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     parser.add_argument("--warmup", type=float, default=0.1, help="warm-up share of the steps")
     parser.add_argument("--gradient-accumulation", type=int, default=1)
     parser.add_argument("--gradient-checkpointing", action="store_true")
-    parser.add_argument("--samples-per-class", type=int, default=4,
-                        help="K of class-balanced P x K batches ((text, label) losses)")
+    parser.add_argument("--samples-per-class", type=int, default=None,
+                        help="K of class-balanced P x K batches ((text, label) losses; "
+                             "default: the loss's, 4 for triplet mining, 2 for "
+                             "SupervisedContrastiveLoss)")
     parser.add_argument("--checkpoint-steps", type=int, default=None,
                         help="save a checkpoint every N steps (default: each epoch)")
     parser.add_argument("--resume", default=None,

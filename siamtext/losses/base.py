@@ -57,9 +57,12 @@ class SiamLoss(nn.Module):
             negative), ``"labelled"`` (text, class label) or ``"anchor_positive"``
             (anchor, positive[, negatives...], optional class label). Collators and the
             trainer read it to check that the data fits.
+        samples_per_class: K of the P x K class-balanced batches the trainer builds for
+            ``"labelled"`` rows when ``TrainingArguments.samples_per_class`` is not set.
     """
 
     input_format: ClassVar[InputFormat]
+    samples_per_class: ClassVar[int] = 4
 
     def __init__(self, model: SiamText) -> None:
         super().__init__()

@@ -69,7 +69,8 @@ class SupervisedContrastiveLoss(SiamLoss):
         Rows ``(text, label)`` with integer class ids (``input_format = "labelled"``): one
         feature group and a ``(batch,)`` label tensor. Each batch needs at least two classes
         and, to have positives, at least two rows of some class: the trainer builds P x K
-        class-balanced batches for this format.
+        class-balanced batches for this format, K = 2 unless told otherwise (see
+        :attr:`samples_per_class`).
 
     Defaults:
         ``scale=20.0``, ``similarity="cosine"``: temperature 0.05 on cosine similarities, the
@@ -104,6 +105,10 @@ class SupervisedContrastiveLoss(SiamLoss):
     """
 
     input_format: ClassVar[InputFormat] = "labelled"
+    #: Two rows per class: a batch of 32 then holds 16 classes, so each row meets 30
+    #: negatives from 15 classes. Measured with all-MiniLM-L6-v2 on Banking77 (1 epoch,
+    #: lr 5e-5): K = 2 gave 1-NN 92.69 where K = 4 (8 classes per batch) gave 91.79.
+    samples_per_class: ClassVar[int] = 2
 
     def __init__(self, model: SiamText, scale: float = DEFAULT_SCALE,
                  similarity: SimilarityName = "cosine") -> None:

@@ -33,7 +33,9 @@ class TrainingArguments(transformers.TrainingArguments):
             duplicate texts; length-grouped batches otherwise. ``"length"``,
             ``"no_duplicates"`` (length-grouped, no text twice in a batch),
             ``"class_balanced"`` and ``"random"`` force one.
-        samples_per_class: K of the class-balanced sampler.
+        samples_per_class: K of the class-balanced sampler; ``None`` takes the loss's
+            ``samples_per_class`` (4 for the batch-triplet losses, 2 for
+            :class:`~siamtext.losses.SupervisedContrastiveLoss`).
         classes_per_batch: P of the class-balanced sampler (default batch_size // K);
             P x K must not exceed the batch size.
         mega_batches: Batches sorted together by the length-grouped sampler (1 = random
@@ -59,7 +61,7 @@ class TrainingArguments(transformers.TrainingArguments):
     save_strategy: str = "no"
     logging_steps: float = 50
     batch_sampler: str = "auto"
-    samples_per_class: int = 4
+    samples_per_class: int | None = None
     classes_per_batch: int | None = None
     mega_batches: int = 4
     pretokenize: bool = True
@@ -71,7 +73,8 @@ class TrainingArguments(transformers.TrainingArguments):
                      ("auto", "length", "no_duplicates", "class_balanced", "random"),
                      "batch_sampler")
         check_choice(self.mixed_precision, ("auto", "no", "bf16", "fp16"), "mixed_precision")
-        check_positive_int(self.samples_per_class, "samples_per_class")
+        if self.samples_per_class is not None:
+            check_positive_int(self.samples_per_class, "samples_per_class")
         check_positive_int(self.mega_batches, "mega_batches")
         if self.sub_batch_size is not None and (
             isinstance(self.sub_batch_size, bool) or not isinstance(self.sub_batch_size, int)

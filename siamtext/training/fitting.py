@@ -167,5 +167,7 @@ def record_training(model: SiamText, loss: nn.Module, trainer: SiamTextTrainer,
         "seed": args.seed,
         "train_loss": float(train_metrics.get("train_loss", float("nan"))),
     }
+    if card.training["batch_sampler"] == "class_balanced":
+        card.training["samples_per_class"] = trainer._samples_per_class(args)
     card.eval_metrics = {k: float(v) for k, v in eval_metrics.items()
                          if isinstance(v, (int, float)) and k != "epoch"}

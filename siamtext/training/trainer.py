@@ -118,6 +118,10 @@ class SiamTextTrainer(transformers.Trainer):
     def _check_sampler(self, args: TrainingArguments) -> None:
         self._make_sampler(args, self.train_rows)  # raises on impossible settings
 
+    def _samples_per_class(self, args: TrainingArguments) -> int:
+        """K of P x K batches: the argument if set, else the loss's preference."""
+        return args.samples_per_class or getattr(self.loss, "samples_per_class", 4)
+
     def _make_sampler(self, args: TrainingArguments, rows: TokenizedDataset,
                       ) -> torch.utils.data.Sampler:
         kind = self._sampler_kind(args)
@@ -129,7 +133,7 @@ class SiamTextTrainer(transformers.Trainer):
                 raise ValueError("batch_sampler='class_balanced' needs a label column")
             texts = rows.columns[self.spec.text_columns[0]]
             keys = [tuple(t) if isinstance(t, list) else t for t in texts]
-            return ClassBalancedBatchSampler(rows.columns[label], bs, args.samples_per_class,
+            return ClassBalancedBatchSampler(rows.columns[label], bs, self._samples_per_class(args),
                                              args.classes_per_batch, texts=keys, seed=seed,
                                              drop_last=args.dataloader_drop_last)
         groups = None

@@ -3,6 +3,7 @@ activation checkpointing."""
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -62,3 +63,28 @@ def test_gradient_accumulation_and_checkpointing_run(tiny_bert_dir: Path) -> Non
     assert model.card_data.training["gradient_accumulation_steps"] == 2
     assert model.card_data.training["steps"] == 2  # 4 batches of 4, 2 per optimizer step
     assert not torch.equal(before, model.transformer.embeddings.word_embeddings.weight)
+
+
+@pytest.mark.parametrize(("loss", "given", "expected"), [
+    ("BatchHardTripletLoss", None, 4),
+    ("SupervisedContrastiveLoss", None, 2),
+    ("SupervisedContrastiveLoss", 3, 3),
+])
+def test_class_balanced_batches_take_k_from_the_loss_unless_given(
+        tiny_bert_dir: Path, loss: str, given: int | None, expected: int) -> None:
+    from siamtext.training import TrainingArguments, make_loss
+
+    model = SiamText(tiny_bert_dir, device="cpu")
+    texts, labels = toy_rows()
+    rows = {"text": texts, "label": labels}
+    args = TrainingArguments(per_device_train_batch_size=2 * expected,
+                             samples_per_class=given, use_cpu=True)
+    trainer = SiamTextTrainer(model, args, rows, make_loss(model, loss))
+    batches = list(trainer.get_train_dataloader().batch_sampler)
+    assert batches
+    for batch in batches:  # P = 2 classes of K rows each
+        counts = sorted(Counter(labels[i] for i in batch).values())
+        assert counts == [expected, expected], counts
+    fit(model, rows, loss, batch_size=2 * expected, samples_per_class=given,
+        show_progress=False)
+    assert model.card_data.training["samples_per_class"] == expected
