@@ -20,7 +20,7 @@ loss                                   ``input_format``       rows
 
 from __future__ import annotations
 
-from siamtext.losses.base import GROUPS, ROWS, InputFormat, SiamLoss
+from siamtext.losses.base import GROUPS, ROWS, InputFormat, LabelledLoss, SiamLoss
 from siamtext.losses.batch_triplet import (
     BatchAllTripletLoss,
     BatchHardTripletLoss,
@@ -56,6 +56,7 @@ __all__ = [
     "CoSENTLoss",
     "ContrastiveLoss",
     "InputFormat",
+    "LabelledLoss",
     "MultipleNegativesRankingLoss",
     "OnlineContrastiveLoss",
     "SiamLoss",

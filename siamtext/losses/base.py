@@ -9,6 +9,7 @@ tests check against values computed by hand.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
@@ -17,6 +18,8 @@ from torch import Tensor, nn
 
 if TYPE_CHECKING:
     from siamtext.model import SiamText
+
+logger = logging.getLogger(__name__)
 
 InputFormat = Literal["pair", "triplet", "pair_score", "labelled", "anchor_positive"]
 
@@ -190,3 +193,54 @@ def check_scale(scale: object, name: str = "scale") -> float:
 def zero_loss(*tensors: Tensor) -> Tensor:
     """A zero that stays attached to the graph of ``tensors`` so ``backward()`` still works."""
     return sum((t.sum() * 0.0 for t in tensors), torch.zeros((), device=tensors[0].device))
+
+
+def check_class_labels(labels: Tensor, loss_name: str) -> Tensor:
+    """Check that ``labels`` are class ids with at least two distinct classes.
+
+    Raises:
+        ValueError: If the labels are not whole numbers, or all rows share one class (no
+            negative exists for any anchor).
+    """
+    if labels.is_floating_point() and not bool((labels == labels.round()).all()):
+        raise ValueError(f"{loss_name}: labels must be class ids (whole numbers), got "
+                         f"{labels[:10].tolist()}")
+    classes = torch.unique(labels)
+    if classes.numel() < 2:
+        raise ValueError(
+            f"{loss_name}: all {labels.numel()} rows of the batch have the same label "
+            f"{classes.tolist()}, so no anchor has a negative; a batch needs at least two "
+            "classes (use the class-balanced P x K batch sampler)"
+        )
+    return labels
+
+
+class LabelledLoss(SiamLoss):
+    """Base class of the losses on class-labelled rows ``(text, label)``: one feature group
+    and a ``(batch,)`` tensor of class ids, checked by :meth:`labelled_batch`."""
+
+    input_format: ClassVar[InputFormat] = "labelled"
+
+    def __init__(self, model: SiamText) -> None:
+        super().__init__(model)
+        self._warned_no_positive = False
+
+    def labelled_batch(self, embeddings: Sequence[Tensor],
+                       labels: Tensor | None) -> tuple[Tensor, Tensor]:
+        """The batch's one ``(batch, dim)`` embedding tensor and its checked class ids.
+
+        Warns once when no two rows share a label (no positive pair: a zero loss).
+
+        Raises:
+            ValueError: If labels are missing, of the wrong size, not class ids, or all the
+                same (no negatives), or there is not exactly one feature group.
+        """
+        name = type(self).__name__
+        (emb,) = check_embeddings(embeddings, self.input_format, name)
+        labels = check_class_labels(check_labels(labels, emb.shape[0], name, emb.device), name)
+        if not self._warned_no_positive and torch.unique(labels).numel() == labels.numel():
+            self._warned_no_positive = True
+            logger.warning("%s: a batch in which no two rows share a label has no positive "
+                           "pair and gives a zero loss; use the class-balanced P x K batch "
+                           "sampler (shown once).", name)
+        return emb, labels

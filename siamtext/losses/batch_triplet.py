@@ -16,18 +16,14 @@ tested alone; they use plain (not squared) distances, as Hermans et al. recommen
 
 from __future__ import annotations
 
-import logging
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor
 
 from siamtext.distances import DistanceName, pairwise_distance
 from siamtext.losses.base import (
-    InputFormat,
-    SiamLoss,
-    check_embeddings,
-    check_labels,
+    LabelledLoss,
     check_margin,
     zero_loss,
 )
@@ -35,33 +31,11 @@ from siamtext.losses.base import (
 if TYPE_CHECKING:
     from siamtext.model import SiamText
 
-logger = logging.getLogger(__name__)
-
 #: Cosine distance ``1 - cos``: in [0, 2] on any embeddings, linear in the cosine similarity
 #: that retrieval and nearest-prototype classification use.
 DEFAULT_DISTANCE: DistanceName = "cosine"
 #: The positive must beat the negative by 0.1 in cosine similarity. See the class docstrings.
 DEFAULT_MARGIN = 0.1
-
-
-def check_class_labels(labels: Tensor, loss_name: str) -> Tensor:
-    """Check that ``labels`` are class ids with at least two distinct classes.
-
-    Raises:
-        ValueError: If the labels are not whole numbers, or all rows share one class (no
-            negative exists for any anchor).
-    """
-    if labels.is_floating_point() and not bool((labels == labels.round()).all()):
-        raise ValueError(f"{loss_name}: labels must be class ids (whole numbers), got "
-                         f"{labels[:10].tolist()}")
-    classes = torch.unique(labels)
-    if classes.numel() < 2:
-        raise ValueError(
-            f"{loss_name}: all {labels.numel()} rows of the batch have the same label "
-            f"{classes.tolist()}, so no anchor has a negative; a batch needs at least two "
-            "classes (use the class-balanced P x K batch sampler)"
-        )
-    return labels
 
 
 def label_masks(labels: Tensor) -> tuple[Tensor, Tensor]:
@@ -150,16 +124,13 @@ def batch_all_triplet_loss(distances: Tensor, labels: Tensor, margin: float) -> 
     return terms.sum() / active.clamp(min=1)
 
 
-class _BatchTripletLoss(SiamLoss):
-    input_format: ClassVar[InputFormat] = "labelled"
-
+class _BatchTripletLoss(LabelledLoss):
     def __init__(self, model: SiamText, distance: DistanceName = DEFAULT_DISTANCE,
                  margin: float = DEFAULT_MARGIN) -> None:
         super().__init__(model)
         self.distance_fn = pairwise_distance(distance)
         self.distance = distance
         self.margin = check_margin(margin)
-        self._warned_no_positive = False
 
     def _mine(self, distances: Tensor, labels: Tensor, margin: float) -> Tensor:
         raise NotImplementedError
@@ -180,14 +151,7 @@ class _BatchTripletLoss(SiamLoss):
             ValueError: If labels are missing, of the wrong size, not class ids, or all the
                 same (no negatives).
         """
-        name = type(self).__name__
-        (emb,) = check_embeddings(embeddings, self.input_format, name)
-        labels = check_class_labels(check_labels(labels, emb.shape[0], name, emb.device), name)
-        if not self._warned_no_positive and torch.unique(labels).numel() == labels.numel():
-            self._warned_no_positive = True
-            logger.warning("%s: a batch in which no two rows share a label has no positive "
-                           "pair and gives a zero loss; use the class-balanced P x K batch "
-                           "sampler (shown once).", name)
+        emb, labels = self.labelled_batch(embeddings, labels)
         return self._mine(self.distance_fn(emb, emb), labels, self.margin)
 
     def get_config_dict(self) -> dict[str, Any]:
