@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 import torch
 from torch import Tensor, nn
 
+from siamtext import distributed
+
 if TYPE_CHECKING:
     from siamtext.model import SiamText
 
@@ -49,10 +51,24 @@ class SiamLoss(nn.Module):
     Subclasses set :attr:`input_format` and implement :meth:`compute_loss_from_embeddings`
     and :meth:`get_config_dict`.
 
+    Under data-parallel training (``torchrun``, ``accelerate launch``) a loss that compares
+    the rows of a batch with each other (:attr:`compares_rows`: in-batch negatives, batch
+    mining, CoSENT) gathers every rank's embeddings before scoring them, so it sees the
+    global batch, and the gradient of each row flows back to the rank that embedded it
+    (:mod:`siamtext.distributed`). Gathering happens in training only (with gradients
+    enabled); evaluation losses are per process.
+
+    Label checks that read values (class ids, 0/1, a single class) run on CPU label tensors,
+    which is what the trainer passes; labels already on a GPU are checked for their size
+    only, so that a training step never waits for the GPU to answer.
+
     Args:
         model: The :class:`siamtext.SiamText` being trained. Its ``forward`` normalises the
             embeddings when ``model.config.normalize`` is set (the default), so distances on
             unit vectors are what the default margins are chosen for.
+        gather_across_devices: Score the global batch of all ranks instead of this rank's
+            slice. ``None``: on for losses that compare rows (:attr:`compares_rows`) when
+            more than one process trains, a no-op in one process.
 
     Attributes:
         input_format: What rows the loss expects: ``"pair"`` (s1, s2, label 0/1),
@@ -62,14 +78,34 @@ class SiamLoss(nn.Module):
             trainer read it to check that the data fits.
         samples_per_class: K of the P x K class-balanced batches the trainer builds for
             ``"labelled"`` rows when ``TrainingArguments.samples_per_class`` is not set.
+        compares_rows: Whether a row's loss depends on the other rows of the batch, so that
+            gathering the global batch changes (and improves) the loss. False for losses
+            made of independent per-row terms, whose mean DDP already averages exactly.
     """
 
     input_format: ClassVar[InputFormat]
     samples_per_class: ClassVar[int] = 4
+    compares_rows: ClassVar[bool] = False
 
-    def __init__(self, model: SiamText) -> None:
+    def __init__(self, model: SiamText, gather_across_devices: bool | None = None) -> None:
         super().__init__()
+        if gather_across_devices is not None and not isinstance(gather_across_devices, bool):
+            raise TypeError(f"gather_across_devices must be True, False or None, got "
+                            f"{gather_across_devices!r}")
         self.model = model
+        self.gather_across_devices = gather_across_devices
+
+    @property
+    def gathers(self) -> bool:
+        """Whether the next training call gathers the global batch from every rank."""
+        wanted = self.gather_across_devices
+        if wanted is None:
+            wanted = self.compares_rows
+        return wanted and torch.is_grad_enabled() and distributed.is_distributed()
+
+    def embed(self, features: Sequence[dict[str, Tensor]]) -> list[Tensor]:
+        """One ``(batch, dim)`` embedding per feature dict, through the shared tower."""
+        return [self.model(**f) for f in features]
 
     def forward(self, features: Sequence[dict[str, Tensor]], labels: Tensor | None) -> Tensor:
         """Embed each feature dict and return the scalar loss.
@@ -87,7 +123,9 @@ class SiamLoss(nn.Module):
                 before anything is embedded.
         """
         check_group_count(len(features), self.input_format, type(self).__name__)
-        embeddings = [self.model(**f) for f in features]
+        embeddings = self.embed(features)
+        if self.gathers:
+            embeddings, labels = distributed.gather_batch(embeddings, labels)
         return self.compute_loss_from_embeddings(embeddings, labels)
 
     def compute_loss_from_embeddings(
@@ -99,6 +137,13 @@ class SiamLoss(nn.Module):
     def get_config_dict(self) -> dict[str, Any]:
         """The loss's parameters as JSON-serialisable values, for the model card."""
         return {}
+
+    def gather_config(self) -> dict[str, Any]:
+        """``{"gather_across_devices": ...}`` for :meth:`get_config_dict` of the losses that
+        compare rows (omitted when left to the default)."""
+        if self.gather_across_devices is None:
+            return {}
+        return {"gather_across_devices": self.gather_across_devices}
 
     def extra_repr(self) -> str:
         return ", ".join(f"{k}={v!r}" for k, v in self.get_config_dict().items())
@@ -142,7 +187,8 @@ def check_embeddings(embeddings: Sequence[Tensor], input_format: str,
 
 def check_labels(labels: Tensor | None, batch_size: int, loss_name: str,
                  device: torch.device) -> Tensor:
-    """Return ``labels`` flattened to ``(batch_size,)`` on ``device``.
+    """Return ``labels`` flattened to ``(batch_size,)`` on ``device`` (a copy that does not
+    block the host).
 
     Raises:
         ValueError: If ``labels`` is ``None`` or has a different number of elements.
@@ -153,7 +199,17 @@ def check_labels(labels: Tensor | None, batch_size: int, loss_name: str,
     if labels.numel() != batch_size:
         raise ValueError(f"{loss_name} expects {batch_size} labels (one per row), got "
                          f"{labels.numel()} with shape {tuple(labels.shape)}")
-    return labels.reshape(-1).to(device)
+    return labels.reshape(-1).to(device, non_blocking=True)
+
+
+def readable(tensor: Tensor) -> bool:
+    """Whether reading ``tensor``'s values is free: it lives on the CPU.
+
+    Value checks on a GPU tensor would make the host wait for the device on every training
+    step, so the checks that read label values run only where this is true; the trainer has
+    checked the whole dataset before training.
+    """
+    return tensor.device.type == "cpu"
 
 
 def check_binary_labels(labels: Tensor, loss_name: str) -> Tensor:
@@ -164,6 +220,8 @@ def check_binary_labels(labels: Tensor, loss_name: str) -> Tensor:
     """
     if labels.dtype == torch.bool:
         return labels
+    if not readable(labels):
+        return labels == 1
     bad = labels[(labels != 0) & (labels != 1)]
     if bad.numel():
         values = torch.unique(bad).tolist()[:10]
@@ -190,9 +248,14 @@ def check_scale(scale: object, name: str = "scale") -> float:
     return float(scale)
 
 
-def zero_loss(*tensors: Tensor) -> Tensor:
-    """A zero that stays attached to the graph of ``tensors`` so ``backward()`` still works."""
-    return sum((t.sum() * 0.0 for t in tensors), torch.zeros((), device=tensors[0].device))
+def masked_mean(values: Tensor, mask: Tensor) -> Tensor:
+    """Mean of ``values`` where ``mask`` is true; 0 (attached to the graph) where it never is.
+
+    Unlike ``values[mask].mean()`` this never reads the mask back to the host, so a GPU step
+    does not wait on it.
+    """
+    values = torch.where(mask, values, torch.zeros((), dtype=values.dtype, device=values.device))
+    return values.sum() / mask.sum().clamp(min=1)
 
 
 def check_class_labels(labels: Tensor, loss_name: str) -> Tensor:
@@ -202,6 +265,8 @@ def check_class_labels(labels: Tensor, loss_name: str) -> Tensor:
         ValueError: If the labels are not whole numbers, or all rows share one class (no
             negative exists for any anchor).
     """
+    if not readable(labels):
+        return labels
     if labels.is_floating_point() and not bool((labels == labels.round()).all()):
         raise ValueError(f"{loss_name}: labels must be class ids (whole numbers), got "
                          f"{labels[:10].tolist()}")
@@ -221,8 +286,10 @@ class LabelledLoss(SiamLoss):
 
     input_format: ClassVar[InputFormat] = "labelled"
 
-    def __init__(self, model: SiamText) -> None:
-        super().__init__(model)
+    compares_rows: ClassVar[bool] = True
+
+    def __init__(self, model: SiamText, gather_across_devices: bool | None = None) -> None:
+        super().__init__(model, gather_across_devices)
         self._warned_no_positive = False
 
     def labelled_batch(self, embeddings: Sequence[Tensor],
@@ -238,7 +305,8 @@ class LabelledLoss(SiamLoss):
         name = type(self).__name__
         (emb,) = check_embeddings(embeddings, self.input_format, name)
         labels = check_class_labels(check_labels(labels, emb.shape[0], name, emb.device), name)
-        if not self._warned_no_positive and torch.unique(labels).numel() == labels.numel():
+        if (not self._warned_no_positive and readable(labels)
+                and torch.unique(labels).numel() == labels.numel()):
             self._warned_no_positive = True
             logger.warning("%s: a batch in which no two rows share a label has no positive "
                            "pair and gives a zero loss; use the class-balanced P x K batch "

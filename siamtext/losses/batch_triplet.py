@@ -22,11 +22,7 @@ import torch
 from torch import Tensor
 
 from siamtext.distances import DistanceName, pairwise_distance
-from siamtext.losses.base import (
-    LabelledLoss,
-    check_margin,
-    zero_loss,
-)
+from siamtext.losses.base import LabelledLoss, check_margin, masked_mean
 
 if TYPE_CHECKING:
     from siamtext.model import SiamText
@@ -66,10 +62,8 @@ def batch_hard_triplet_loss(distances: Tensor, labels: Tensor, margin: float) ->
     hardest_positive = distances.masked_fill(~positive, float("-inf")).amax(dim=1)
     hardest_negative = distances.masked_fill(~negative, float("inf")).amin(dim=1)
     has_positive = positive.any(dim=1)
-    if not bool(has_positive.any()):
-        return zero_loss(distances)
     terms = torch.relu(hardest_positive - hardest_negative + margin)
-    return terms[has_positive].mean()
+    return masked_mean(terms, has_positive)
 
 
 def batch_semi_hard_triplet_loss(distances: Tensor, labels: Tensor, margin: float) -> Tensor:
@@ -87,8 +81,6 @@ def batch_semi_hard_triplet_loss(distances: Tensor, labels: Tensor, margin: floa
         margin: The margin, in units of the distance.
     """
     positive, negative = label_masks(labels)
-    if not bool(positive.any()):
-        return zero_loss(distances)
     n = labels.numel()
     # Each anchor's negative distances in ascending order, +inf for non-negatives (at least
     # the anchor itself), so the last column is always +inf.
@@ -100,7 +92,7 @@ def batch_semi_hard_triplet_loss(distances: Tensor, labels: Tensor, margin: floa
     farthest = distances.masked_fill(~negative, float("-inf")).amax(dim=1, keepdim=True)
     chosen = torch.where(torch.isfinite(beyond), beyond, farthest.expand(n, n))
     terms = torch.relu(distances - chosen + margin)
-    return terms[positive].mean()
+    return masked_mean(terms, positive)
 
 
 def batch_all_triplet_loss(distances: Tensor, labels: Tensor, margin: float) -> Tensor:
@@ -126,8 +118,9 @@ def batch_all_triplet_loss(distances: Tensor, labels: Tensor, margin: float) -> 
 
 class _BatchTripletLoss(LabelledLoss):
     def __init__(self, model: SiamText, distance: DistanceName = DEFAULT_DISTANCE,
-                 margin: float = DEFAULT_MARGIN) -> None:
-        super().__init__(model)
+                 margin: float = DEFAULT_MARGIN,
+                 gather_across_devices: bool | None = None) -> None:
+        super().__init__(model, gather_across_devices)
         self.distance_fn = pairwise_distance(distance)
         self.distance = distance
         self.margin = check_margin(margin)
@@ -155,7 +148,7 @@ class _BatchTripletLoss(LabelledLoss):
         return self._mine(self.distance_fn(emb, emb), labels, self.margin)
 
     def get_config_dict(self) -> dict[str, Any]:
-        return {"distance": self.distance, "margin": self.margin}
+        return {"distance": self.distance, "margin": self.margin, **self.gather_config()}
 
 
 _INPUTS = """Inputs:
@@ -185,6 +178,9 @@ _ARGS = """Args:
         model: The :class:`siamtext.SiamText` to train.
         distance: ``"cosine"``, ``"euclidean"`` or ``"manhattan"`` (plain, not squared).
         margin: The margin (>= 0), in units of the distance.
+        gather_across_devices: Under data-parallel training, score the global batch of every
+            rank (see :class:`~siamtext.losses.SiamLoss`). ``None``: on when more than one
+            process trains.
 
     Raises:
         ValueError: For an unknown ``distance`` or a negative ``margin``; when called, for

@@ -65,6 +65,9 @@ class ContrastiveLoss(SiamLoss):
         distance: ``"cosine"``, ``"euclidean"`` or ``"manhattan"``.
         margin: Distance beyond which dissimilar pairs cost nothing (>= 0).
         size_average: Average over the pairs of the batch (else sum).
+        gather_across_devices: Under data-parallel training, score the global batch of every
+            rank. ``None``: off, as each row's term does not depend on the others and DDP's
+            average of the per-rank means already is the global mean.
 
     Raises:
         ValueError: For an unknown ``distance`` or a negative ``margin``; when called, for
@@ -94,8 +97,9 @@ class ContrastiveLoss(SiamLoss):
     input_format: ClassVar[InputFormat] = "pair"
 
     def __init__(self, model: SiamText, distance: DistanceName = DEFAULT_DISTANCE,
-                 margin: float = DEFAULT_MARGIN, size_average: bool = True) -> None:
-        super().__init__(model)
+                 margin: float = DEFAULT_MARGIN, size_average: bool = True,
+                 gather_across_devices: bool | None = None) -> None:
+        super().__init__(model, gather_across_devices)
         self.distance_fn = paired_distance(distance)
         self.distance = distance
         self.margin = check_margin(margin)
@@ -132,4 +136,4 @@ class ContrastiveLoss(SiamLoss):
 
     def get_config_dict(self) -> dict[str, Any]:
         return {"distance": self.distance, "margin": self.margin,
-                "size_average": self.size_average}
+                "size_average": self.size_average, **self.gather_config()}

@@ -8,7 +8,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from siamtext.losses.base import InputFormat, SiamLoss, check_embeddings, check_labels, check_scale
+from siamtext.losses.base import (
+    InputFormat,
+    SiamLoss,
+    check_embeddings,
+    check_labels,
+    check_scale,
+    readable,
+)
 
 if TYPE_CHECKING:
     from siamtext.model import SiamText
@@ -20,6 +27,8 @@ DEFAULT_SCALE = 20.0
 def check_scores(scores: Tensor, loss_name: str) -> Tensor:
     """Return ``scores`` as floats; raise ``ValueError`` naming the rows that are NaN/inf."""
     scores = scores.float() if not scores.is_floating_point() else scores
+    if not readable(scores):
+        return scores
     bad = (~torch.isfinite(scores)).nonzero().flatten()
     if bad.numel():
         raise ValueError(f"{loss_name}: scores must be finite numbers, got NaN or inf at rows "
@@ -72,6 +81,9 @@ class CoSENTLoss(SiamLoss):
     Args:
         model: The :class:`siamtext.SiamText` to train.
         scale: The lambda (> 0) multiplying the cosine differences.
+        gather_across_devices: Under data-parallel training, score the global batch of every
+            rank (see :class:`~siamtext.losses.SiamLoss`). ``None``: on when more than one
+            process trains.
 
     Raises:
         ValueError: For a non-positive ``scale``; when called, for NaN or infinite scores
@@ -98,9 +110,11 @@ class CoSENTLoss(SiamLoss):
     """
 
     input_format: ClassVar[InputFormat] = "pair_score"
+    compares_rows: ClassVar[bool] = True
 
-    def __init__(self, model: SiamText, scale: float = DEFAULT_SCALE) -> None:
-        super().__init__(model)
+    def __init__(self, model: SiamText, scale: float = DEFAULT_SCALE,
+                 gather_across_devices: bool | None = None) -> None:
+        super().__init__(model, gather_across_devices)
         self.scale = check_scale(scale)
 
     def compute_loss_from_embeddings(
@@ -121,4 +135,4 @@ class CoSENTLoss(SiamLoss):
         return cosent_loss(F.cosine_similarity(a, b, dim=-1), scores, self.scale)
 
     def get_config_dict(self) -> dict[str, Any]:
-        return {"scale": self.scale}
+        return {"scale": self.scale, **self.gather_config()}

@@ -9,7 +9,14 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from siamtext.distances import cosine_similarity_matrix
-from siamtext.losses.base import InputFormat, SiamLoss, check_embeddings, check_labels, check_scale
+from siamtext.losses.base import (
+    InputFormat,
+    SiamLoss,
+    check_embeddings,
+    check_labels,
+    check_scale,
+    readable,
+)
 from siamtext.validation import check_choice
 
 if TYPE_CHECKING:
@@ -39,6 +46,9 @@ def multiple_negatives_ranking_loss(anchors: Tensor, candidates: Tensor, scale: 
             column.
         scale: Multiplies the similarities before the softmax (inverse temperature).
         similarity: ``"cosine"`` or ``"dot"``.
+        gather_across_devices: Under data-parallel training, score the global batch of every
+            rank (see :class:`~siamtext.losses.SiamLoss`). ``None``: on when more than one
+            process trains.
         labels: Optional ``(batch,)`` class ids. Where given, another row's positive that
             shares anchor ``i``'s class is not a negative for ``i`` and is masked out.
 
@@ -115,10 +125,12 @@ class MultipleNegativesRankingLoss(SiamLoss):
     """
 
     input_format: ClassVar[InputFormat] = "anchor_positive"
+    compares_rows: ClassVar[bool] = True
 
     def __init__(self, model: SiamText, scale: float = DEFAULT_SCALE,
-                 similarity: SimilarityName = DEFAULT_SIMILARITY) -> None:
-        super().__init__(model)
+                 similarity: SimilarityName = DEFAULT_SIMILARITY,
+                 gather_across_devices: bool | None = None) -> None:
+        super().__init__(model, gather_across_devices)
         self.scale = check_scale(scale)
         self.similarity = check_choice(similarity, ("cosine", "dot"), "similarity")
 
@@ -138,7 +150,8 @@ class MultipleNegativesRankingLoss(SiamLoss):
         anchors, *others = check_embeddings(embeddings, self.input_format, name)
         if labels is not None:
             labels = check_labels(labels, anchors.shape[0], name, anchors.device)
-            if len(others) == 1 and anchors.shape[0] > 1 and bool((labels == labels[0]).all()):
+            if (len(others) == 1 and anchors.shape[0] > 1 and readable(labels)
+                    and bool((labels == labels[0]).all())):
                 raise ValueError(
                     f"{name}: all {labels.numel()} rows have the same label "
                     f"{labels[0].item()!r}, so masking same-class rows leaves no negative; pass "
@@ -148,4 +161,4 @@ class MultipleNegativesRankingLoss(SiamLoss):
                                                self.similarity, labels)
 
     def get_config_dict(self) -> dict[str, Any]:
-        return {"scale": self.scale, "similarity": self.similarity}
+        return {"scale": self.scale, "similarity": self.similarity, **self.gather_config()}

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
+import torch
 from torch import Tensor
 
 from siamtext.losses.contrastive import ContrastiveLoss
@@ -18,17 +21,16 @@ def hard_pair_mask(distances: Tensor, similar: Tensor) -> Tensor:
     When the batch has no negative pairs, the positives farther apart than the mean positive
     distance are hard; when it has no positive pairs, the negatives closer than the mean
     negative distance are (the rule of sentence-transformers' ``OnlineContrastiveLoss``).
-    Comparisons are strict, so ties are easy.
+    Comparisons are strict, so ties are easy. Nothing here reads a value back to the host.
     """
-    positives, negatives = distances[similar], distances[~similar]
-    if negatives.numel():
-        positive_threshold = negatives.min()
-    else:
-        positive_threshold = positives.mean()
-    if positives.numel():
-        negative_threshold = positives.max()
-    else:
-        negative_threshold = negatives.mean()
+    dissimilar = ~similar
+    has_positive, has_negative = similar.any(), dissimilar.any()
+    positive_mean = (distances * similar).sum() / similar.sum().clamp(min=1)
+    negative_mean = (distances * dissimilar).sum() / dissimilar.sum().clamp(min=1)
+    positive_threshold = torch.where(
+        has_negative, distances.masked_fill(similar, float("inf")).amin(), positive_mean)
+    negative_threshold = torch.where(
+        has_positive, distances.masked_fill(dissimilar, float("-inf")).amax(), negative_mean)
     return (similar & (distances > positive_threshold)) | (
         ~similar & (distances < negative_threshold)
     )
@@ -70,6 +72,9 @@ class OnlineContrastiveLoss(ContrastiveLoss):
         distance: ``"cosine"``, ``"euclidean"`` or ``"manhattan"``.
         margin: Distance beyond which dissimilar pairs cost nothing (>= 0).
         size_average: Divide the sum of the hard pairs' terms by the batch size (else sum).
+        gather_across_devices: Under data-parallel training, score the global batch of every
+            rank (see :class:`~siamtext.losses.SiamLoss`). ``None``: on when more than one
+            process trains.
 
     Raises:
         ValueError: For an unknown ``distance`` or a negative ``margin``; when called, for
@@ -93,6 +98,8 @@ class OnlineContrastiveLoss(ContrastiveLoss):
         ...             model.tokenize(["I forgot my password", "What is the weather?"])]
         >>> loss(features, torch.tensor([1, 0])).backward()
     """
+
+    compares_rows: ClassVar[bool] = True
 
     def pair_mask(self, distances: Tensor, similar: Tensor) -> Tensor:
         """The hard pairs of the batch (:func:`hard_pair_mask`)."""

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import torch
 from torch import Tensor
 
-from siamtext.losses.base import LabelledLoss, check_scale, zero_loss
+from siamtext.losses.base import LabelledLoss, check_scale, masked_mean
 from siamtext.losses.batch_triplet import label_masks
 from siamtext.losses.in_batch import DEFAULT_SCALE, SimilarityName, similarity_matrix
 from siamtext.validation import check_choice
@@ -32,15 +32,11 @@ def supervised_contrastive_loss(similarities: Tensor, labels: Tensor, scale: flo
     """
     positive, _ = label_masks(labels)
     counts = positive.sum(dim=1)
-    has_positive = counts > 0
-    if not bool(has_positive.any()):
-        return zero_loss(similarities)
     eye = torch.eye(labels.numel(), dtype=torch.bool, device=labels.device)
     logits = (similarities * scale).masked_fill(eye, float("-inf"))
     log_prob = logits - torch.logsumexp(logits, dim=1, keepdim=True)
-    per_anchor = -(log_prob.masked_fill(~positive, 0.0).sum(dim=1)[has_positive]
-                   / counts[has_positive])
-    return per_anchor.mean()
+    per_anchor = -log_prob.masked_fill(~positive, 0.0).sum(dim=1) / counts.clamp(min=1)
+    return masked_mean(per_anchor, counts > 0)
 
 
 class SupervisedContrastiveLoss(LabelledLoss):
@@ -71,6 +67,9 @@ class SupervisedContrastiveLoss(LabelledLoss):
         model: The :class:`siamtext.SiamText` to train.
         scale: Inverse temperature (> 0).
         similarity: ``"cosine"`` or ``"dot"``.
+        gather_across_devices: Under data-parallel training, score the global batch of every
+            rank (see :class:`~siamtext.losses.SiamLoss`). ``None``: on when more than one
+            process trains.
 
     Raises:
         ValueError: For a non-positive ``scale`` or unknown ``similarity``; when called, for
@@ -100,8 +99,9 @@ class SupervisedContrastiveLoss(LabelledLoss):
     samples_per_class: ClassVar[int] = 2
 
     def __init__(self, model: SiamText, scale: float = DEFAULT_SCALE,
-                 similarity: SimilarityName = "cosine") -> None:
-        super().__init__(model)
+                 similarity: SimilarityName = "cosine",
+                 gather_across_devices: bool | None = None) -> None:
+        super().__init__(model, gather_across_devices)
         self.scale = check_scale(scale)
         self.similarity = check_choice(similarity, ("cosine", "dot"), "similarity")
 
@@ -126,4 +126,4 @@ class SupervisedContrastiveLoss(LabelledLoss):
                                            labels, self.scale)
 
     def get_config_dict(self) -> dict[str, Any]:
-        return {"scale": self.scale, "similarity": self.similarity}
+        return {"scale": self.scale, "similarity": self.similarity, **self.gather_config()}

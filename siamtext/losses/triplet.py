@@ -56,6 +56,9 @@ class TripletLoss(SiamLoss):
         distance: ``"euclidean"``, ``"cosine"`` or ``"manhattan"``.
         margin: The ``alpha`` of FaceNet (>= 0), in units of the (squared) distance.
         squared: Square the distances, as FaceNet does.
+        gather_across_devices: Under data-parallel training, score the global batch of every
+            rank. ``None``: off, as each row's term does not depend on the others and DDP's
+            average of the per-rank means already is the global mean.
 
     Raises:
         ValueError: For an unknown ``distance`` or a negative ``margin``; when called, for a
@@ -85,8 +88,9 @@ class TripletLoss(SiamLoss):
     input_format: ClassVar[InputFormat] = "triplet"
 
     def __init__(self, model: SiamText, distance: DistanceName = DEFAULT_DISTANCE,
-                 margin: float = DEFAULT_MARGIN, squared: bool = True) -> None:
-        super().__init__(model)
+                 margin: float = DEFAULT_MARGIN, squared: bool = True,
+                 gather_across_devices: bool | None = None) -> None:
+        super().__init__(model, gather_across_devices)
         self.distance_fn = paired_distance(distance)
         self.distance = distance
         self.margin = check_margin(margin)
@@ -111,4 +115,5 @@ class TripletLoss(SiamLoss):
         return triplet_terms(d_ap, d_an, self.margin, self.squared).mean()
 
     def get_config_dict(self) -> dict[str, Any]:
-        return {"distance": self.distance, "margin": self.margin, "squared": self.squared}
+        return {"distance": self.distance, "margin": self.margin, "squared": self.squared,
+                **self.gather_config()}

@@ -18,7 +18,8 @@ from siamtext.losses.base import (
     check_labels,
     check_margin,
     check_scale,
-    zero_loss,
+    masked_mean,
+    readable,
 )
 
 
@@ -86,12 +87,38 @@ def test_check_margin_and_scale():
             check_scale(bad)
 
 
-def test_zero_loss_keeps_the_graph():
-    x = torch.ones(2, 2, requires_grad=True)
-    value = zero_loss(x)
+def test_masked_mean_averages_the_masked_values_and_keeps_the_graph():
+    x = torch.tensor([1.0, 2.0, 6.0], requires_grad=True)
+    value = masked_mean(x, torch.tensor([True, False, True]))
+    assert value.item() == pytest.approx(3.5)  # (1 + 6) / 2
+    value.backward()
+    assert x.grad.tolist() == [0.5, 0.0, 0.5]
+
+
+def test_masked_mean_of_nothing_is_an_attached_zero():
+    x = torch.tensor([float("inf"), 2.0], requires_grad=True)  # masked values never leak
+    value = masked_mean(x, torch.tensor([False, False]))
     assert value.item() == 0.0
     value.backward()
-    assert torch.equal(x.grad, torch.zeros_like(x))
+    assert x.grad.tolist() == [0.0, 0.0]
+
+
+def test_label_values_are_read_on_the_cpu_only():
+    assert readable(torch.tensor([0, 1]))
+    meta = torch.tensor([0, 5], device="meta")  # stands in for a GPU tensor: no values to read
+    assert not readable(meta)
+    assert check_binary_labels(meta, "L").dtype == torch.bool  # no ValueError for the 5
+
+
+def test_gather_across_devices_is_a_no_op_in_one_process(tiny_model):
+    loss = losses.MultipleNegativesRankingLoss(tiny_model, gather_across_devices=True)
+    assert loss.compares_rows and not loss.gathers  # no process group here
+    assert loss.get_config_dict()["gather_across_devices"] is True
+    assert "gather_across_devices" not in losses.CoSENTLoss(tiny_model).get_config_dict()
+    assert not losses.ContrastiveLoss(tiny_model).compares_rows
+    assert losses.OnlineContrastiveLoss(tiny_model).compares_rows
+    with pytest.raises(TypeError, match="gather_across_devices must be True, False or None"):
+        losses.CoSENTLoss(tiny_model, gather_across_devices="yes")
 
 
 def test_forward_embeds_with_the_model_then_scores(tiny_model):
