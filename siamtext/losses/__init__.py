@@ -3,19 +3,21 @@
 Each loss is called as ``loss(features, labels)`` with one tokenised batch dict per text
 column; its ``input_format`` says which rows it expects:
 
-=====================================  =====================  ==================================
-loss                                   ``input_format``       rows
-=====================================  =====================  ==================================
-:class:`ContrastiveLoss`               ``"pair"``             (s1, s2, label 0/1)
-:class:`OnlineContrastiveLoss`         ``"pair"``             (s1, s2, label 0/1)
-:class:`CoSENTLoss`                    ``"pair_score"``       (s1, s2, float score)
-:class:`TripletLoss`                   ``"triplet"``          (anchor, positive, negative)
-:class:`BatchHardTripletLoss`          ``"labelled"``         (text, class label)
-:class:`BatchSemiHardTripletLoss`      ``"labelled"``         (text, class label)
-:class:`BatchAllTripletLoss`           ``"labelled"``         (text, class label)
-:class:`MultipleNegativesRankingLoss`  ``"anchor_positive"``  (anchor, positive[, negatives...])
-:class:`SupervisedContrastiveLoss`     ``"labelled"``         (text, class label)
-=====================================  =====================  ==================================
+===========================================  =====================  ===============================
+loss                                         ``input_format``       rows
+===========================================  =====================  ===============================
+:class:`ContrastiveLoss`                     ``"pair"``             (s1, s2, label 0/1)
+:class:`OnlineContrastiveLoss`               ``"pair"``             (s1, s2, label 0/1)
+:class:`CoSENTLoss`                          ``"pair_score"``       (s1, s2, float score)
+:class:`TripletLoss`                         ``"triplet"``          (anchor, positive, negative)
+:class:`BatchHardTripletLoss`                ``"labelled"``         (text, class label)
+:class:`BatchSemiHardTripletLoss`            ``"labelled"``         (text, class label)
+:class:`BatchAllTripletLoss`                 ``"labelled"``         (text, class label)
+:class:`MultipleNegativesRankingLoss`        ``"anchor_positive"``  (anchor, positive[, negatives])
+:class:`SupervisedContrastiveLoss`           ``"labelled"``         (text, class label)
+:class:`CachedMultipleNegativesRankingLoss`  ``"anchor_positive"``  (anchor, positive[, negatives])
+:class:`CachedSupervisedContrastiveLoss`     ``"labelled"``         (text, class label)
+===========================================  =====================  ===============================
 """
 
 from __future__ import annotations
@@ -25,6 +27,10 @@ from siamtext.losses.batch_triplet import (
     BatchAllTripletLoss,
     BatchHardTripletLoss,
     BatchSemiHardTripletLoss,
+)
+from siamtext.losses.cached import (
+    CachedMultipleNegativesRankingLoss,
+    CachedSupervisedContrastiveLoss,
 )
 from siamtext.losses.contrastive import ContrastiveLoss
 from siamtext.losses.cosent import CoSENTLoss
@@ -44,6 +50,8 @@ LOSSES: dict[str, type[SiamLoss]] = {
     "batch_all_triplet": BatchAllTripletLoss,
     "multiple_negatives_ranking": MultipleNegativesRankingLoss,
     "supervised_contrastive": SupervisedContrastiveLoss,
+    "cached_multiple_negatives_ranking": CachedMultipleNegativesRankingLoss,
+    "cached_supervised_contrastive": CachedSupervisedContrastiveLoss,
 }
 
 __all__ = [
@@ -53,6 +61,8 @@ __all__ = [
     "BatchAllTripletLoss",
     "BatchHardTripletLoss",
     "BatchSemiHardTripletLoss",
+    "CachedMultipleNegativesRankingLoss",
+    "CachedSupervisedContrastiveLoss",
     "CoSENTLoss",
     "ContrastiveLoss",
     "InputFormat",
