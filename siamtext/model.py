@@ -17,7 +17,7 @@ from torch import nn
 from tqdm.auto import tqdm
 from transformers import AutoConfig, AutoModel, AutoTokenizer
 
-from siamtext import st_format
+from siamtext import distributed, st_format
 from siamtext.config import CONFIG_NAME, SiamTextConfig
 from siamtext.distances import cosine_similarity_matrix
 from siamtext.hub import HubMixin
@@ -201,8 +201,9 @@ class SiamText(HubMixin, nn.Module):
                                "(shown once per model).", limit)
         return ids
 
-    def pad(self, ids: Sequence[Sequence[int]]) -> dict[str, torch.Tensor]:
-        """Right-pad token id lists into model inputs on the model's device."""
+    def pad(self, ids: Sequence[Sequence[int]],
+            device: str | torch.device | None = None) -> dict[str, torch.Tensor]:
+        """Right-pad token id lists into model inputs on ``device`` (default: the model's)."""
         length = max(len(x) for x in ids)
         pad_id = self.tokenizer.pad_token_id or 0
         input_ids = torch.full((len(ids), length), pad_id, dtype=torch.long)
@@ -213,7 +214,10 @@ class SiamText(HubMixin, nn.Module):
         batch = {"input_ids": input_ids, "attention_mask": mask}
         if "token_type_ids" in self.tokenizer.model_input_names:
             batch["token_type_ids"] = torch.zeros_like(input_ids)
-        return {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
+        device = self.device if device is None else torch.device(device)
+        if device.type == "cpu":
+            return batch
+        return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
 
     def tokenize(
         self, texts: Sequence[str], max_length: int | None = None
@@ -347,7 +351,7 @@ class SiamText(HubMixin, nn.Module):
         return fit(self, train_dataset, loss, **kwargs)
 
     # ------------------------------------------------------------------ save
-    def save_pretrained(self, folder: str | Path) -> Path:
+    def save_pretrained(self, folder: str | Path, *, main_process_only: bool = True) -> Path:
         """Save weights (safetensors), tokenizer, configs (JSON) and the model card to ``folder``.
 
         The folder also has the sentence-transformers layout, so
@@ -355,10 +359,19 @@ class SiamText(HubMixin, nn.Module):
         embeddings, and a ``README.md`` model card (with ``siamtext_card.json``, its data),
         so it is ready for the Hub: see :meth:`push_to_hub`.
 
+        Args:
+            folder: Where to write (created if missing).
+            main_process_only: Under data-parallel training (``torchrun``, ``accelerate
+                launch``) only rank 0 writes; the other processes return at once, so a
+                script that calls this on every rank writes the folder once. Pass False to
+                write from every process.
+
         Returns:
             The folder.
         """
         folder = Path(folder)
+        if main_process_only and not distributed.is_main_process():
+            return folder
         folder.mkdir(parents=True, exist_ok=True)
         self.transformer.save_pretrained(folder)
         self.tokenizer.save_pretrained(folder)

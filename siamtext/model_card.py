@@ -32,7 +32,9 @@ LIBRARY_NAME = "sentence-transformers"
 _TRAINING_LABELS = {
     "loss": "Loss", "loss_params": "Loss parameters", "loss_config": "Loss parameters",
     "epochs": "Epochs",
-    "batch_size": "Batch size", "learning_rate": "Learning rate", "rows": "Training rows",
+    "batch_size": "Batch size per device", "world_size": "Processes",
+    "global_batch_size": "Global batch size", "learning_rate": "Learning rate",
+    "rows": "Training rows",
     "num_rows": "Training rows", "train_rows": "Training rows",
 }
 

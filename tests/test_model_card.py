@@ -60,7 +60,7 @@ def test_body_has_setup_results_and_usage(tmp_path):
     text, _ = render(tmp_path, trained_card_data(), model_id="alice/banking-minilm")
     for line in ("| Loss | BatchHardTripletLoss |",
                  "| Loss parameters | distance=cosine, margin=0.3 |", "| Epochs | 1 |",
-                 "| Batch size | 32 |", "| Learning rate | 2e-05 |",
+                 "| Batch size per device | 32 |", "| Learning rate | 2e-05 |",
                  "| Training rows | 10003 |", "| seed | 42 |", "| accuracy | 0.9375 |",
                  "| f1 | 0.9100 |", "- **Embedding dimension:** 384",
                  "- **Maximum sequence length:** 256 tokens", "- **Pooling:** mean",

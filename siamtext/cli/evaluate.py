@@ -41,7 +41,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 
 
 def _columns(data: object, names: list[str], mapping: dict[str, str], what: str) -> list[list]:
-    from siamtext.data.collators import check_columns
+    from siamtext.data.prepare import check_columns
 
     actual = [mapping.get(n, n) for n in names]
     check_columns(data.column_names, actual, what)

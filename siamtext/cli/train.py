@@ -61,7 +61,7 @@ def build_rows(data: Any, how: str, columns: dict[str, str], seed: int,
                model: Any = None) -> Any:
     """Turn (text, label) rows into pairs, triplets or (anchor, positive) rows."""
     from siamtext.data import make_anchor_positives, make_pairs, make_triplets
-    from siamtext.data.collators import check_columns
+    from siamtext.data.prepare import check_columns
 
     text, label = columns.pop("text", "text"), columns.pop("label", "label")
     check_columns(data.column_names, [text, label], "data")
@@ -126,6 +126,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 
 
 def run(args: argparse.Namespace) -> int:
+    from siamtext import distributed
     from siamtext.model import SiamText
     from siamtext.resolve import DEFAULT_MODEL
     from siamtext.training import fit
@@ -157,7 +158,9 @@ def run(args: argparse.Namespace) -> int:
         warmup_ratio=args.warmup, output_dir=str(output / "checkpoints"), columns=columns,
         resume_from_checkpoint=resume, show_progress=not args.no_progress, seed=args.seed,
         **extra)
-    model.save_pretrained(output)
+    model.save_pretrained(output)  # rank 0 only under torchrun / accelerate launch
+    if not distributed.is_main_process():
+        return 0
     card = model.card_data
     print(f"Trained {card.training['loss']} on {card.training['rows']} rows for "
           f"{card.training['epochs']:g} epoch(s), {card.training['steps']} steps; "

@@ -7,7 +7,8 @@ tower:
 
 * the data: text columns are tokenised once (:func:`siamtext.data.pretokenize`) and batches
   are only padded; batches group rows of similar length, or come P classes x K examples at
-  a time for the batch-mining losses (:mod:`siamtext.data.samplers`);
+  a time for the batch-mining losses, one global batch sliced over the data-parallel ranks
+  (:mod:`siamtext.data.batching`);
 * the loss: ``compute_loss`` calls the siamtext loss on one feature dict per text column;
 * saving: checkpoints hold the full :class:`~siamtext.SiamText` folder
   (``save_pretrained``), so a checkpoint is itself a loadable model, and resuming or
@@ -16,9 +17,9 @@ tower:
 
 from __future__ import annotations
 
+from siamtext.data.prepare import DataSpec, check_data, prepare_dataset, resolve_columns
 from siamtext.training.arguments import BatchSampler, TrainingArguments
 from siamtext.training.checkpoint import ARGS_NAME, load_weights
-from siamtext.training.data import DataSpec, check_data, prepare_dataset, resolve_columns
 from siamtext.training.fitting import fit, make_loss, record_training
 from siamtext.training.tower import SubBatchedTower
 from siamtext.training.trainer import Evaluator, SiamTextTrainer

@@ -3,6 +3,7 @@ batching options."""
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from typing import Literal
 
@@ -49,8 +50,16 @@ class TrainingArguments(transformers.TrainingArguments):
             the cost grows with every padded position, this halves the work of batches that
             mix short and long texts. ``None``: 8 on CPU, off on GPU (which prefers one
             large matrix product); ``0``: off.
-        mixed_precision: ``"auto"`` (bf16 on a GPU that supports it, else fp16 on a GPU,
-            fp32 on CPU), ``"no"``, ``"bf16"`` or ``"fp16"``.
+        mixed_precision: ``"auto"`` (bf16 on a GPU that supports it, else fp16 with loss
+            scaling on a GPU, fp32 on CPU), ``"no"``, ``"bf16"`` or ``"fp16"``.
+
+    Data-parallel training: launched by ``torchrun`` or ``accelerate launch`` (NCCL on GPUs,
+    gloo on CPUs: a machine without a GPU trains on its CPUs), ``per_device_train_batch_size``
+    is each process's share and the global batch is that times the number of processes (see
+    :mod:`siamtext.data.batching`). Defaults changed for it: ``ddp_find_unused_parameters``
+    off (the trainer freezes the transformer's unused pooler instead, so DDP does not search
+    the graph on every forward). ``ddp_timeout`` (s) bounds how long the others wait for a
+    process that stopped answering.
     """
 
     output_dir: str | None = None
@@ -67,6 +76,7 @@ class TrainingArguments(transformers.TrainingArguments):
     pretokenize: bool = True
     sub_batch_size: int | None = None
     mixed_precision: str = "auto"
+    ddp_find_unused_parameters: bool | None = False
 
     def __post_init__(self) -> None:
         check_choice(self.batch_sampler,
@@ -82,6 +92,8 @@ class TrainingArguments(transformers.TrainingArguments):
         ):
             raise ValueError(f"sub_batch_size must be None or an int >= 0, got "
                              f"{self.sub_batch_size!r}")
+        if _launched_on_cpus():
+            self.use_cpu = True  # accelerate then starts gloo across the processes
         on_gpu = torch.cuda.is_available() and not self.use_cpu
         if self.mixed_precision == "auto" and on_gpu and not (self.bf16 or self.fp16):
             self.bf16 = torch.cuda.is_bf16_supported()
@@ -93,3 +105,11 @@ class TrainingArguments(transformers.TrainingArguments):
         elif self.mixed_precision == "no":
             self.bf16 = self.fp16 = False
         super().__post_init__()
+
+
+def _launched_on_cpus() -> bool:
+    """Whether a launcher started several processes on a machine without a GPU (or MPS)."""
+    several = int(os.environ.get("WORLD_SIZE", "1")) > 1
+    mps = getattr(torch.backends, "mps", None)
+    gpu = torch.cuda.is_available() or (mps is not None and mps.is_available())
+    return several and not gpu

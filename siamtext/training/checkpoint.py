@@ -8,6 +8,8 @@ from typing import TYPE_CHECKING
 
 from safetensors.torch import load_file
 
+from siamtext.distributed import unwrap
+
 if TYPE_CHECKING:
     from siamtext.model import SiamText
 
@@ -20,6 +22,7 @@ def load_weights(model: SiamText, folder: str | os.PathLike) -> None:
     Raises:
         ValueError: If the folder has no ``model.safetensors`` or the weights do not fit.
     """
+    model = unwrap(model)  # DDP
     path = os.path.join(folder, "model.safetensors")
     if not os.path.isfile(path):
         raise ValueError(f"checkpoint {folder} has no model.safetensors")

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from torch import nn
 
+from siamtext import distributed
 from siamtext.model_card import ModelCardData
 from siamtext.training.arguments import TrainingArguments
 from siamtext.training.trainer import Evaluator, SiamTextTrainer
@@ -127,7 +128,10 @@ def fit(model: SiamText, train_dataset: Any,
     if show_progress is not None:
         settings["disable_tqdm"] = not show_progress
     settings.update(training_args)
-    args = TrainingArguments(**settings)
+    args = TrainingArguments(**settings)  # starts the process group under a launcher
+    if tmp is not None and distributed.is_distributed():
+        # the best checkpoint must be where every rank looks for it: rank 0's folder
+        args.output_dir = _broadcast(args.output_dir)
     trainer = SiamTextTrainer(model, args, train_dataset, loss_fn, eval_dataset=eval_dataset,
                               evaluator=evaluator, columns=columns)
     try:
@@ -135,6 +139,7 @@ def fit(model: SiamText, train_dataset: Any,
         metrics = trainer.evaluate() if has_eval else {}
     finally:
         if tmp is not None:
+            distributed.barrier()  # nobody still reads rank 0's checkpoints
             tmp.cleanup()
     record_training(model, loss_fn, trainer, output.metrics, metrics)
     model.eval()
@@ -156,6 +161,8 @@ def record_training(model: SiamText, loss: nn.Module, trainer: SiamTextTrainer,
         "input_format": trainer.input_format,
         "epochs": args.num_train_epochs,
         "batch_size": args.per_device_train_batch_size,
+        "world_size": max(1, args.world_size),
+        "global_batch_size": trainer._global_batch_size(args),
         "gradient_accumulation_steps": args.gradient_accumulation_steps,
         "learning_rate": args.learning_rate,
         "warmup_ratio": args.warmup_steps,
@@ -171,3 +178,12 @@ def record_training(model: SiamText, loss: nn.Module, trainer: SiamTextTrainer,
         card.training["samples_per_class"] = trainer._samples_per_class(args)
     card.eval_metrics = {k: float(v) for k, v in eval_metrics.items()
                          if isinstance(v, (int, float)) and k != "epoch"}
+
+
+def _broadcast(value: str) -> str:
+    """Rank 0's ``value`` on every rank."""
+    import torch.distributed as dist
+
+    box = [value]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
+from siamtext import distributed
 from siamtext.validation import check_positive_int
 
 if TYPE_CHECKING:
@@ -20,22 +21,27 @@ class SubBatchedTower(nn.Module):
     A sentence's embedding does not depend on the other rows of its batch, so splitting a
     right-padded batch by length and trimming the padding changes no embedding (beyond float
     rounding) while computing fewer padded positions. Other attributes are read from the
-    wrapped tower, so a loss can use it in place of the model.
+    model inside the tower (through a DDP wrapper), so a loss can use it in place of the
+    model.
 
     Args:
-        tower: The :class:`~siamtext.SiamText` to run.
-        size: Rows per sub-batch.
+        tower: The :class:`~siamtext.SiamText` to run, or the DDP module wrapping it.
+        size: Rows per sub-batch; ``None`` runs each batch in one pass (only the wrapping).
     """
 
-    def __init__(self, tower: SiamText, size: int) -> None:
+    def __init__(self, tower: SiamText | nn.Module, size: int | None) -> None:
         super().__init__()
         self.tower = tower
-        self.size = check_positive_int(size, "size")
+        self.size = check_positive_int(size, "size") if size is not None else None
+
+    def no_sync(self) -> Any:
+        """The wrapped DDP module's ``no_sync()`` (a null context without DDP)."""
+        return distributed.no_sync(self._modules["tower"])
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
                 **inputs: torch.Tensor) -> torch.Tensor:
         n = input_ids.shape[0]
-        if n <= self.size:
+        if self.size is None or n <= self.size:
             return self.tower(input_ids=input_ids, attention_mask=attention_mask, **inputs)
         lengths = attention_mask.sum(dim=1)
         order = torch.argsort(lengths, descending=True)
@@ -52,5 +58,5 @@ class SubBatchedTower(nn.Module):
         try:
             return super().__getattr__(name)
         except AttributeError:
-            return getattr(self._modules["tower"], name)
+            return getattr(distributed.unwrap(self._modules["tower"]), name)
 

@@ -6,19 +6,22 @@ from __future__ import annotations
 import json
 import logging
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 import torch
 import transformers
+from accelerate.data_loader import prepare_data_loader
 from torch import nn
 from torch.utils.data import DataLoader
 
-from siamtext.data.collators import TextCollator, TokenizedDataset
-from siamtext.data.samplers import ClassBalancedBatchSampler, LengthGroupedBatchSampler
+from siamtext import distributed
+from siamtext.data.batching import choose_batch_sampler, make_batch_sampler
+from siamtext.data.collators import TextCollator
+from siamtext.data.prepare import TokenizedDataset, check_data, prepare_dataset, resolve_columns
 from siamtext.training.arguments import TrainingArguments
 from siamtext.training.checkpoint import ARGS_NAME, load_weights
-from siamtext.training.data import check_data, prepare_dataset, resolve_columns
 from siamtext.training.tower import SubBatchedTower
 
 if TYPE_CHECKING:
@@ -67,14 +70,14 @@ class SiamTextTrainer(transformers.Trainer):
             check_data(eval_dataset, eval_spec, self.input_format, "eval_dataset")
             eval_rows = prepare_dataset(model, eval_dataset, eval_spec, args.pretokenize,
                                         "eval_dataset")
-        self._check_sampler(args)
+        self._make_sampler(args)  # raises on impossible batching, before training
         if args.activation_checkpointing or args.gradient_checkpointing:
             enable = getattr(model.transformer, "activation_checkpointing_enable", None) or \
                 model.transformer.gradient_checkpointing_enable
             enable()
             args.activation_checkpointing = args.gradient_checkpointing = False
         collator = TextCollator(model, self.spec.text_columns, self.spec.label_column,
-                                self.spec.label_dtype)
+                                self.spec.label_dtype, device="cpu")
         super().__init__(model=model, args=args, data_collator=collator,
                          train_dataset=self.train_rows, eval_dataset=eval_rows,
                          callbacks=callbacks)
@@ -91,86 +94,51 @@ class SiamTextTrainer(transformers.Trainer):
         cached = getattr(self, "_kind", None)
         if cached is not None and cached[0] == args.batch_sampler:
             return cached[1]
-        kind = self._choose_sampler(args)
+        kind = choose_batch_sampler(args.batch_sampler, self.input_format, self.train_rows,
+                                    self.spec, self._global_batch_size(args))
         self._kind = (args.batch_sampler, kind)
         return kind
-
-    def _choose_sampler(self, args: TrainingArguments) -> str:
-        kind = args.batch_sampler
-        if kind != "auto":
-            return kind
-        if self.input_format == "labelled":
-            return "class_balanced"
-        if self.input_format == "anchor_positive":
-            if self.spec.label_column is not None:
-                n_classes = len(set(self.train_rows.columns[self.spec.label_column]))
-                if n_classes >= args.per_device_train_batch_size:
-                    return "one_per_class"
-                logger.warning("%d classes < batch size %d: batches may hold same-class rows "
-                               "(the loss masks them when labels are given)", n_classes,
-                               args.per_device_train_batch_size)
-            texts = {tuple(t) if isinstance(t, list) else t
-                     for c in self.spec.text_columns for t in self.train_rows.columns[c]}
-            if len(texts) >= args.per_device_train_batch_size:
-                return "no_duplicates"
-        return "length"
-
-    def _check_sampler(self, args: TrainingArguments) -> None:
-        self._make_sampler(args, self.train_rows)  # raises on impossible settings
 
     def _samples_per_class(self, args: TrainingArguments) -> int:
         """K of P x K batches: the argument if set, else the loss's preference."""
         return args.samples_per_class or getattr(self.loss, "samples_per_class", 4)
 
-    def _make_sampler(self, args: TrainingArguments, rows: TokenizedDataset,
-                      ) -> torch.utils.data.Sampler:
-        kind = self._sampler_kind(args)
-        bs = args.per_device_train_batch_size
-        seed = args.data_seed if args.data_seed is not None else args.seed
-        label = self.spec.label_column
-        if kind == "class_balanced":
-            if label is None:
-                raise ValueError("batch_sampler='class_balanced' needs a label column")
-            texts = rows.columns[self.spec.text_columns[0]]
-            keys = [tuple(t) if isinstance(t, list) else t for t in texts]
-            return ClassBalancedBatchSampler(rows.columns[label], bs, self._samples_per_class(args),
-                                             args.classes_per_batch, texts=keys, seed=seed,
-                                             drop_last=args.dataloader_drop_last)
-        groups = None
-        if kind == "one_per_class":
-            groups = rows.columns[label]
-        elif kind == "no_duplicates":
-            groups = [tuple(tuple(rows.columns[c][i]) if isinstance(rows.columns[c][i], list)
-                            else rows.columns[c][i] for c in self.spec.text_columns)
-                      for i in range(len(rows))]
-        mega = 1 if kind == "random" else args.mega_batches
-        lengths = rows.lengths if kind != "random" else [0] * len(rows)
-        return LengthGroupedBatchSampler(lengths, bs, groups=groups, seed=seed,
-                                         drop_last=args.dataloader_drop_last, mega_batches=mega)
+    @staticmethod
+    def _global_batch_size(args: TrainingArguments) -> int:
+        """Rows of one forward step over all processes: per-device batch x world size."""
+        return args.per_device_train_batch_size * max(1, args.world_size)
+
+    def _make_sampler(self, args: TrainingArguments) -> torch.utils.data.Sampler:
+        """This process's slice of the global batches (the global sampler in one process)."""
+        return make_batch_sampler(
+            self._sampler_kind(args), self.train_rows, self.spec,
+            batch_size=args.per_device_train_batch_size, world_size=max(1, args.world_size),
+            rank=args.process_index, samples_per_class=self._samples_per_class(args),
+            classes_per_batch=args.classes_per_batch, mega_batches=args.mega_batches,
+            seed=args.data_seed if args.data_seed is not None else args.seed,
+            drop_last=args.dataloader_drop_last)
 
     def _sub_batch_size(self) -> int:
         size = self.args.sub_batch_size
         if size is None:
-            size = 8 if self.model.device.type == "cpu" else 0
+            size = 8 if self.args.device.type == "cpu" else 0
         return size
 
-    def train(self, *args: Any, **kwargs: Any) -> transformers.trainer_utils.TrainOutput:
-        """Train (see ``transformers.Trainer.train``), with sub-batched embedding if set."""
-        size = self._sub_batch_size()
-        swap = size > 0 and getattr(self.loss, "model", None) is self.model
-        if swap:
-            self.loss.model = SubBatchedTower(self.model, size)
-        try:
-            return super().train(*args, **kwargs)
-        finally:
-            if swap:
-                self.loss.model = self.model
-
     def get_train_dataloader(self) -> DataLoader:
-        sampler = self._make_sampler(self.args, self.train_rows)
-        loader = DataLoader(self.train_rows, batch_sampler=sampler, collate_fn=self.data_collator,
-                            num_workers=0)
-        return self.accelerator.prepare(loader)
+        """Batches of this process's slice of each global batch, padded on the CPU (pinned on
+        a GPU) and copied to the device without blocking."""
+        args = self.args
+        pin = args.dataloader_pin_memory and args.device.type == "cuda"
+        workers = args.dataloader_num_workers
+        loader = DataLoader(self.train_rows, batch_sampler=self._make_sampler(args),
+                            collate_fn=self.data_collator, num_workers=workers, pin_memory=pin,
+                            persistent_workers=workers > 0 and args.dataloader_persistent_workers)
+        # The sampler already gives each rank its slice of the global batch: prepare the
+        # loader as for one process, so that accelerate does not shard the batches again.
+        prepared = prepare_data_loader(loader, device=args.device, num_processes=1,
+                                       process_index=0, put_on_device=True, non_blocking=pin)
+        self.accelerator._dataloaders.append(prepared)  # as Accelerator.prepare does
+        return prepared
 
     def get_eval_dataloader(self, eval_dataset: Any | None = None) -> DataLoader:
         rows = self.eval_dataset if eval_dataset is None else eval_dataset
@@ -183,15 +151,67 @@ class SiamTextTrainer(transformers.Trainer):
         loader = DataLoader(rows, batch_sampler=batches, collate_fn=self.data_collator)
         return self.accelerator.prepare(loader)
 
+    # ------------------------------------------------------------------ training
+    def train(self, *args: Any, **kwargs: Any) -> transformers.trainer_utils.TrainOutput:
+        """Train (see ``transformers.Trainer.train``).
+
+        Under ``torchrun`` or ``accelerate launch`` every process runs this with its slice of
+        each global batch; a process that fails makes the others stop with an error that
+        says so, instead of waiting for it.
+        """
+        frozen = _freeze_unused(self.model)
+        self._log_batching()
+        try:
+            return super().train(*args, **kwargs)
+        except RuntimeError as err:
+            if distributed.is_distributed() and _is_collective_failure(err):
+                raise RuntimeError(
+                    f"rank {distributed.rank()} of {distributed.world_size()}: another process "
+                    f"of this data-parallel run stopped or cannot be reached ({err}); this "
+                    "process stops too. Look for the first error in the other processes' "
+                    "output.") from err
+            raise
+        finally:
+            for param in frozen:
+                param.requires_grad_(True)
+
+    def _log_batching(self) -> None:
+        args = self.args
+        world = max(1, args.world_size)
+        if world > 1 and args.should_log:
+            logger.warning("Data-parallel training on %d processes: per-device batch %d x %d "
+                           "processes = global batch %d rows (x %d accumulation steps per "
+                           "update)", world, args.per_device_train_batch_size, world,
+                           self._global_batch_size(args), args.gradient_accumulation_steps)
+
     # ------------------------------------------------------------------ loss
     def compute_loss(self, model: nn.Module, inputs: dict[str, Any], return_outputs: bool = False,
                      num_items_in_batch: torch.Tensor | int | None = None,
                      ) -> torch.Tensor | tuple[torch.Tensor, dict]:
+        """The siamtext loss of a batch, embedded through ``model``: under DDP the wrapped
+        module, so that its gradients are all-reduced; on CPU in sub-batches."""
         features = inputs["features"]
-        loss = self.loss(features, inputs.get("labels"))
+        with self._embedding_through(model):
+            loss = self.loss(features, inputs.get("labels"))
         if self.model.training:
             self.rows_seen += int(features[0]["input_ids"].shape[0])
         return (loss, {}) if return_outputs else loss
+
+    @contextmanager
+    def _embedding_through(self, model: nn.Module) -> Iterator[None]:
+        """Let the loss embed through ``model`` (the DDP wrapper while training), in
+        sub-batches on CPU, for the duration of one call."""
+        own = getattr(self.loss, "model", None)
+        if own is not self.model:  # the loss trains something else: leave it alone
+            yield
+            return
+        size = self._sub_batch_size() if self.model.training else 0
+        tower = SubBatchedTower(model, size or None) if (size or model is not own) else own
+        self.loss.model = tower
+        try:
+            yield
+        finally:
+            self.loss.model = own
 
     def prediction_step(self, model: nn.Module, inputs: dict[str, Any],
                         prediction_loss_only: bool, ignore_keys: list[str] | None = None,
@@ -243,10 +263,10 @@ class SiamTextTrainer(transformers.Trainer):
     # ------------------------------------------------------------------ saving
     def _save(self, output_dir: str | None = None, state_dict: dict | None = None) -> None:
         output_dir = output_dir if output_dir is not None else self.args.output_dir
-        if not self.args.should_save:
+        if not self.args.should_save:  # rank 0 (or each node's first with save_on_each_node)
             return
         os.makedirs(output_dir, exist_ok=True)
-        self.model.save_pretrained(output_dir)
+        self.model.save_pretrained(output_dir, main_process_only=False)
         args = {k: v for k, v in self.args.to_dict().items() if _jsonable(v)}
         with open(os.path.join(output_dir, ARGS_NAME), "w", encoding="utf-8") as f:
             json.dump(args, f, indent=2)
@@ -267,8 +287,33 @@ class _LoggerCallback(transformers.TrainerCallback):
 
     def on_log(self, args: Any, state: Any, control: Any, logs: dict | None = None,
                **kwargs: Any) -> None:
-        if logs:
+        if logs and state.is_world_process_zero:
             logger.info("step %d: %s", state.global_step, logs)
+
+
+def _freeze_unused(model: SiamText) -> list[nn.Parameter]:
+    """Freeze the parameters the tower never uses (the transformer's pooler: siamtext pools
+    the token states itself) and return them.
+
+    They get no gradient anyway; frozen, DDP does not wait for their gradients, so it runs
+    without ``find_unused_parameters`` (no graph search on every forward).
+    """
+    pooler = getattr(model.transformer, "pooler", None)
+    if not isinstance(pooler, nn.Module):
+        return []
+    params = [p for p in pooler.parameters() if p.requires_grad]
+    for param in params:
+        param.requires_grad_(False)
+    return params
+
+
+def _is_collective_failure(err: RuntimeError) -> bool:
+    """Whether ``err`` comes from a collective whose peer died or timed out."""
+    backend_error = getattr(torch.distributed, "DistBackendError", ())
+    text = str(err).lower()
+    return isinstance(err, backend_error) or any(
+        m in text for m in ("connection closed", "connection reset", "timed out", "timeout",
+                            "broken pipe", "gloo", "nccl"))
 
 
 def _jsonable(value: object) -> bool:

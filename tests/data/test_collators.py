@@ -6,13 +6,8 @@ import datasets
 import pytest
 import torch
 
-from siamtext.data.collators import (
-    LabelledCollator,
-    PairCollator,
-    TripletCollator,
-    encode_labels,
-    pretokenize,
-)
+from siamtext.data.collators import LabelledCollator, PairCollator, TextCollator, TripletCollator
+from siamtext.data.prepare import pretokenize
 
 
 @pytest.fixture(scope="module")
@@ -40,10 +35,6 @@ def test_pair_collator_on_a_dataset(tiny_model, pairs: datasets.Dataset) -> None
 
 def test_pretokenized_rows_give_the_same_batch(tiny_model, pairs: datasets.Dataset) -> None:
     rows = pretokenize(tiny_model, pairs, ["sentence1", "sentence2"], "label")
-    assert len(rows) == 2
-    assert rows.lengths == [max(len(a), len(b)) for a, b in zip(
-        tiny_model.token_ids(pairs["sentence1"]), tiny_model.token_ids(pairs["sentence2"]),
-        strict=True)]
     collate = PairCollator(tiny_model)
     from_ids = collate([rows[0], rows[1]])
     from_text = collate([pairs[0], pairs[1]])
@@ -72,20 +63,14 @@ def test_triplet_and_anchor_positive_collators(tiny_model) -> None:
     assert batch["labels"].dtype == torch.long and batch["labels"].tolist() == [4]
 
 
-def test_labelled_collator_and_label_encoding(tiny_model) -> None:
-    ids, classes = encode_labels(["b", "a", "b", "c"])
-    assert ids == [0, 1, 0, 2] and classes == ["b", "a", "c"]
+def test_labelled_collator(tiny_model) -> None:
     batch = LabelledCollator(tiny_model)([{"text": "x", "label": 0}, {"text": "y z", "label": 2}])
     assert batch["labels"].tolist() == [0, 2]
     assert batch["features"][0]["input_ids"].shape[0] == 2
 
 
-def test_collator_and_pretokenize_errors(tiny_model) -> None:
+def test_collator_errors(tiny_model) -> None:
     with pytest.raises(ValueError, match="cannot collate an empty list of rows"):
         PairCollator(tiny_model)([])
-    with pytest.raises(ValueError, match="dataset is empty"):
-        pretokenize(tiny_model, {"text": []}, ["text"])
-    with pytest.raises(TypeError, match=r"dataset\['text'\]\[1\] must be a string, got int"):
-        pretokenize(tiny_model, {"text": ["a", 3]}, ["text"])
-    with pytest.raises(ValueError, match=r"missing column\(s\) \['text'\]"):
-        pretokenize(tiny_model, [{"sentence": "a"}], ["text"])
+    with pytest.raises(ValueError, match="text_columns must name at least one column"):
+        TextCollator(tiny_model, [], None)

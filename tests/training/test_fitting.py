@@ -13,7 +13,7 @@ from siamtext import SiamText
 from siamtext.model_card import ModelCardData
 from siamtext.training import TrainingArguments, fit, make_loss
 
-from .toys import ToyLabelledLoss, separation, toy_rows
+from .toys import ToyLabelledLoss, ToyPairLoss, separation, toy_rows
 
 
 def test_training_lowers_loss_and_separates_two_classes(tiny_bert_dir: Path) -> None:
@@ -51,6 +51,17 @@ def test_bad_fit_arguments_are_rejected(model: SiamText) -> None:
         fit(model, data, "NoSuchLoss")
     with pytest.raises(ValueError, match="batch_sampler must be one of"):
         TrainingArguments(batch_sampler="nope")
+
+
+def test_bad_data_is_rejected_before_training(model: SiamText) -> None:
+    before = model.transformer.embeddings.word_embeddings.weight.clone()
+    data = {"sentence1": ["a", "b"], "sentence2": ["c", "d"], "label": [1, 2]}
+    with pytest.raises(ValueError, match=r"train_dataset\['label'\] must be 0 or 1"):
+        fit(model, data, ToyPairLoss(model))
+    with pytest.raises(ValueError, match=r"eval_dataset is missing column\(s\) \['label'\]"):
+        fit(model, {**data, "label": [1, 0]}, ToyPairLoss(model),
+            eval_dataset={"sentence1": ["a"], "sentence2": ["b"]})
+    assert torch.equal(before, model.transformer.embeddings.word_embeddings.weight)
 
 
 def test_make_loss_by_name_and_params(model: SiamText) -> None:
