@@ -53,6 +53,11 @@ def losses(cfg: dict, out: Path) -> None:
         gathered_a, gathered_p, scale=20.0))
     values["gathered_rows"] = gathered_a.shape[0]
 
+    try:  # rank 0 brings 3 rows, rank 1 brings 4: refused on every rank, nothing hangs
+        gather_batch([torch.zeros(3 + rank, 2, requires_grad=True)], None)
+    except ValueError as err:
+        values["unequal_rows_error"] = str(err)
+
     model.save_pretrained(out / f"saved-rank{rank}")  # only rank 0 writes
     (out / f"values-rank{rank}.json").write_text(json.dumps(values))
     dist.destroy_process_group()

@@ -94,6 +94,12 @@ def test_each_anchor_keeps_its_own_positive_after_the_gather(loss_run: Path) -> 
     assert values["one_hot_alignment"] < 1e-6
 
 
+def test_unequal_slices_are_refused_on_every_rank_with_the_counts(loss_run: Path) -> None:
+    for rank in (0, 1):
+        values = json.loads((loss_run / f"values-rank{rank}.json").read_text())
+        assert "the ranks hold [3, 4] rows" in values["unequal_rows_error"]
+
+
 def test_only_rank_zero_writes_a_saved_model(loss_run: Path) -> None:
     assert (loss_run / "saved-rank0" / "model.safetensors").is_file()
     assert not (loss_run / "saved-rank1").exists()
