@@ -38,7 +38,9 @@ class LengthGroupedBatchSampler(_EpochSampler):
     by length inside each, cut into batches, and the batches are shuffled. With ``groups``,
     two rows with the same group key never share a batch (e.g. a class label, for in-batch
     negatives without false negatives, or the text itself, for no duplicate texts); a row
-    that fits no open batch waits for the next one.
+    that fits no open batch waits for the next one, and the rows still waiting at the end of
+    the epoch form its last (smaller) batches, so every row is seen once an epoch. The
+    number of batches then depends on the epoch's shuffle: ``len`` counts them.
 
     Args:
         lengths: Token length of each row.
@@ -66,6 +68,7 @@ class LengthGroupedBatchSampler(_EpochSampler):
         self.batch_size = batch_size
         self.drop_last = drop_last
         self.mega_batches = mega_batches
+        self._count: tuple[int, int] | None = None  # (epoch, batches) with groups
         self.groups = None
         if groups is not None:
             if len(groups) != len(self.lengths):
@@ -80,9 +83,17 @@ class LengthGroupedBatchSampler(_EpochSampler):
 
     def __len__(self) -> int:
         n = len(self.lengths)
-        return n // self.batch_size if self.drop_last else math.ceil(n / self.batch_size)
+        if self.groups is None:
+            return n // self.batch_size if self.drop_last else math.ceil(n / self.batch_size)
+        if self._count is None or self._count[0] != self.epoch:
+            self._count = (self.epoch, len(self._batches()))
+        return self._count[1]
 
     def __iter__(self) -> Iterator[list[int]]:
+        return iter(self._batches())
+
+    def _batches(self) -> list[list[int]]:
+        """This epoch's batches, in order (the same for the same seed and epoch)."""
         rng = self._rng()
         order = list(range(len(self.lengths)))
         rng.shuffle(order)
@@ -102,7 +113,7 @@ class LengthGroupedBatchSampler(_EpochSampler):
             carry = rest
         batches = [b for b in batches if len(b) == self.batch_size or not self.drop_last]
         rng.shuffle(batches)
-        return iter(batches[: len(self)])
+        return batches
 
     def _split(self, rows: list[int], final: bool = False) -> tuple[list[list[int]], list[int]]:
         """Cut sorted rows into batches; return full batches and rows left over."""

@@ -34,9 +34,24 @@ def test_length_grouped_is_seeded_per_epoch() -> None:
 
 def test_groups_keep_a_key_out_of_a_batch_twice() -> None:
     labels = [i % 20 for i in range(300)]
-    batches = list(LengthGroupedBatchSampler([i % 13 for i in range(300)], 16, groups=labels))
+    sampler = LengthGroupedBatchSampler([i % 13 for i in range(300)], 16, groups=labels)
+    batches = list(sampler)
     assert all(len({labels[i] for i in b}) == len(b) for b in batches)
-    assert sum(len(b) for b in batches) >= 300 - 16
+    assert sorted(i for b in batches for i in b) == list(range(300))  # every row, once
+    assert len(sampler) == len(batches)
+
+
+def test_grouped_batches_keep_every_row_when_groups_are_lopsided() -> None:
+    """One class with half the rows cannot fill every batch: its rows end in the epoch's
+    last batches instead of being dropped."""
+    labels = [0] * 50 + list(range(1, 51))
+    for epoch in range(3):
+        sampler = LengthGroupedBatchSampler([5] * 100, 8, groups=labels, seed=1)
+        sampler.set_epoch(epoch)
+        batches = list(sampler)
+        assert sorted(i for b in batches for i in b) == list(range(100))
+        assert all(sum(labels[i] == 0 for i in b) <= 1 for b in batches)
+        assert len(sampler) == len(batches)
 
 
 def test_drop_last() -> None:
