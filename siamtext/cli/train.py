@@ -106,7 +106,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     parser.add_argument("--model", default=None,
                         help="model folder or Hub id (default: all-MiniLM-L6-v2, bundled)")
     parser.add_argument("--epochs", type=float, default=1.0)
-    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--batch-size", type=int, default=32,
+                        help="rows per batch on each process (global batch = this x the "
+                             "number of torchrun / accelerate processes)")
     parser.add_argument("--lr", type=float, default=2e-5, help="peak learning rate")
     parser.add_argument("--warmup", type=float, default=0.1, help="warm-up share of the steps")
     parser.add_argument("--gradient-accumulation", type=int, default=1)

@@ -69,7 +69,8 @@ def fit(model: SiamText, train_dataset: Any,
         evaluator: ``evaluator(model) -> metrics`` run at each evaluation
             (:mod:`siamtext.evaluation`).
         epochs: Passes over the data.
-        batch_size: Rows per batch.
+        batch_size: Rows per batch on each process; under ``torchrun`` / ``accelerate
+            launch`` the global batch is this times the number of processes.
         learning_rate: Peak AdamW learning rate.
         warmup_ratio: Share of the steps with linear warm-up (then linear decay).
         output_dir: Where checkpoints go; ``None`` keeps none.

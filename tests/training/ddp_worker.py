@@ -92,6 +92,16 @@ def train(cfg: dict, out: Path) -> None:
         (out / "card.json").write_text(json.dumps(full.card_data.training))
 
 
+def script(cfg: dict, out: Path) -> None:
+    """What a user's training script does: load, fit, save; nothing about processes."""
+    model = SiamText(cfg["model"], device="cpu")
+    model.fit(train_rows(), loss="SupervisedContrastiveLoss", batch_size=8, epochs=0.2,
+              show_progress=False)
+    model.save_pretrained(out / "final")
+    (out / f"card-rank{os.environ['RANK']}.json").write_text(
+        json.dumps(model.card_data.training))
+
+
 class _DieAtStep(transformers.TrainerCallback):
     def on_step_end(self, args, state, control, **kwargs):
         if state.global_step == 2 and os.environ["RANK"] == "1":
@@ -111,4 +121,4 @@ def crash(cfg: dict, out: Path) -> None:
 if __name__ == "__main__":
     scenario, config = sys.argv[1], json.loads(Path(sys.argv[2]).read_text())
     folder = Path(config["out"])
-    {"losses": losses, "train": train, "crash": crash}[scenario](config, folder)
+    {"losses": losses, "train": train, "script": script, "crash": crash}[scenario](config, folder)

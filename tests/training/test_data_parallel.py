@@ -224,6 +224,19 @@ def test_siamtext_train_runs_data_parallel_under_each_launcher(
     assert SiamText(out, device="cpu").encode(["hello"]).shape == (1, 32)
 
 
+def test_a_user_script_calling_fit_runs_data_parallel_under_accelerate_launch(
+        nodrop_dir: Path, tmp_path: Path) -> None:
+    config = tmp_path / "script.json"
+    config.write_text(json.dumps({"model": str(nodrop_dir), "out": str(tmp_path)}))
+    cmd = LAUNCHERS["accelerate"](str(free_port())) + [str(WORKER), "script", str(config)]
+    check(subprocess.run(cmd, capture_output=True, text=True, timeout=240,
+                         env={**os.environ, "OMP_NUM_THREADS": "1"}))
+    cards = [json.loads((tmp_path / f"card-rank{r}.json").read_text()) for r in (0, 1)]
+    assert all(c["world_size"] == 2 and c["global_batch_size"] == 16 for c in cards)
+    assert cards[0]["steps"] == cards[1]["steps"] == 4  # 320 rows / 16 x 0.2 epoch
+    assert (tmp_path / "final" / "model.safetensors").is_file()
+
+
 def test_two_nodes_meet_at_a_rendezvous_endpoint(nodrop_dir: Path, tmp_path: Path) -> None:
     """Multi-node works the same way: here two 'nodes' of one process each on this host."""
     endpoint = f"127.0.0.1:{free_port()}"
