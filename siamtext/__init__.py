@@ -4,7 +4,7 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from siamtext import losses
+from siamtext import distributed, losses
 from siamtext.classify import DuplicateDetector, Duplicates, IntentClassifier, ThresholdClassifier
 from siamtext.config import SiamTextConfig
 from siamtext.data import make_anchor_positives, make_pairs, make_triplets
@@ -29,6 +29,7 @@ __all__ = [
     "SiamTextConfig",
     "ThresholdClassifier",
     "build_model_card",
+    "distributed",
     "losses",
     "make_anchor_positives",
     "make_pairs",
