@@ -217,3 +217,50 @@ def test_load_errors(tmp_path):
     (tmp_path / "duplicate_detector.json").write_text(json.dumps({"kind": "Other"}))
     with pytest.raises(ValueError, match="expected 'DuplicateDetector'"):
         DuplicateDetector.load(tmp_path)
+
+
+def _clusters(n_clusters: int = 6, size: int = 30, noise: int = 40, seed: int = 0) -> torch.Tensor:
+    """Clusters of ``size`` near-identical vectors (cosine ~0.99 within) plus loners."""
+    gen = torch.Generator().manual_seed(seed)
+    centres = torch.randn(n_clusters, 64, generator=gen)
+    members = centres.repeat_interleave(size, 0) + 0.05 * torch.randn(n_clusters * size, 64,
+                                                                       generator=gen)
+    loners = torch.randn(noise, 64, generator=gen)
+    return torch.nn.functional.normalize(torch.cat([members, loners]), dim=1)
+
+
+def test_by_default_every_pair_above_the_threshold_is_returned():
+    """A cluster of 30 near-identical texts has 435 pairs: a top-10 cap would cut most."""
+    emb = _clusters()
+    found = DuplicateDetector(threshold=0.9).find_duplicates(emb, block_size=64)
+    assert set(as_dict(found.pairs, found.scores)) == set(brute_force(emb, 0.9, None))
+    assert len(found) == 6 * 435
+    assert [len(g) for g in found.groups] == [30] * 6
+
+
+def test_a_top_k_cap_that_drops_pairs_says_how_many(caplog):
+    emb = _clusters()
+    det = DuplicateDetector(threshold=0.9)
+    with caplog.at_level("WARNING", logger="siamtext.classify.search"):
+        found = det.find_duplicates(emb, top_k=10, block_size=64)
+    dropped = 6 * 435 - len(found)
+    assert dropped > 0
+    assert f"kept {len(found)} of the {6 * 435} pairs" in caplog.text
+    assert f"{dropped} pairs above it were left out" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="siamtext.classify.search"):
+        det.find_duplicates(emb, top_k=40, block_size=64)  # 29 neighbours: nothing cut
+    assert "left out" not in caplog.text
+
+
+def test_connected_groups_follow_chains_and_scale():
+    chain = np.array([[5, 6], [0, 1], [1, 2], [2, 3], [9, 8]])
+    assert connected_groups(chain, 10) == [[0, 1, 2, 3], [5, 6], [8, 9]]
+    rng = np.random.default_rng(0)
+    n = 200_000
+    pairs = np.stack([np.arange(0, n - 1, 2), np.arange(1, n, 2)], axis=1)  # 100,000 couples
+    pairs = np.concatenate([pairs, rng.integers(0, n, size=(1000, 2))])
+    groups = connected_groups(pairs, n)
+    assert sum(len(g) for g in groups) == len(np.unique(pairs))
+    assert all(g == sorted(g) for g in groups)
+    assert [g[0] for g in groups] == sorted(g[0] for g in groups)

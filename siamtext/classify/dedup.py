@@ -74,7 +74,7 @@ from siamtext.classify import DuplicateDetector
 folder = snapshot_download("{MODEL_ID_PLACEHOLDER}")
 detector = DuplicateDetector.load(folder)
 detector.is_duplicate("How do I reset my password?", "I forgot my password")
-detector.find_duplicates(questions, top_k=10).groups
+detector.find_duplicates(questions).groups
 ```"""
 
 
@@ -186,7 +186,7 @@ class DuplicateDetector(HubMixin):
         self,
         corpus: list[str] | np.ndarray | torch.Tensor,
         threshold: float | None = None,
-        top_k: int | None = 10,
+        top_k: int | None = None,
         method: Literal["exact", "faiss"] = "exact",
         block_size: int = DEFAULT_BLOCK_SIZE,
         faiss_index: str = "HNSW32",
@@ -194,14 +194,18 @@ class DuplicateDetector(HubMixin):
     ) -> Duplicates:
         """Every duplicate pair in a corpus, and the groups they link.
 
-        A pair ``(i, j)`` is kept when its similarity is at least the threshold and ``j`` is
-        among the ``top_k`` most similar items of ``i`` (or ``i`` of ``j``).
+        By default every pair whose similarity is at least the threshold is returned. With a
+        ``top_k`` cap, a pair ``(i, j)`` is kept only when ``j`` is also among the ``top_k``
+        most similar items of ``i`` (or ``i`` of ``j``); the exact method then counts the
+        pairs above the threshold that the cap left out and warns with the count.
 
         Args:
             corpus: Texts, or their ``(n, dim)`` embeddings (numpy or torch).
             threshold: Overrides :attr:`decision_threshold` for this call.
-            top_k: Neighbours considered per item; ``None`` keeps every pair above the
-                threshold (exact method only; memory then grows with the pairs found).
+            top_k: ``None`` (default): every pair at or above the threshold (tiles of the
+                similarity matrix are searched one at a time, so memory grows with the
+                pairs found, not with ``n^2``). An int caps the neighbours per item (needed
+                by ``method="faiss"``, which searches a fixed number of neighbours).
             method: ``"exact"`` (tiled matrix products on the model's device) or
                 ``"faiss"`` (needs ``pip install 'siamtext[faiss]'``).
             block_size: Tile side for the exact method.
@@ -219,7 +223,9 @@ class DuplicateDetector(HubMixin):
         check_choice(method, ("exact", "faiss"), "method")
         check_positive_int(block_size, "block_size")
         if method == "faiss" and top_k is None:
-            raise ValueError("top_k=None (every pair above the threshold) needs method='exact'")
+            raise ValueError("method='faiss' searches a fixed number of neighbours per item: "
+                             "pass top_k=<int>; top_k=None (every pair above the threshold) "
+                             "needs method='exact'")
         emb = self._corpus_embeddings(corpus)
         n = emb.shape[0]
         if method == "exact":

@@ -12,18 +12,25 @@ than a top-k over every row of the full matrix.
 A pair ``(i, j)`` is returned when ``j`` is among the ``top_k`` most similar items of ``i``
 or ``i`` among those of ``j`` (the rule of
 ``sentence_transformers.util.paraphrase_mining_embeddings``), and its similarity is at least
-``threshold``. With ``top_k=None`` every pair at or above ``threshold`` is returned.
+``threshold``. With ``top_k=None`` every pair at or above ``threshold`` is returned. When a
+``top_k`` cap leaves out pairs at or above a threshold (> -1), the exact search counts them
+and warns with the count, so no pair above the threshold is lost silently.
 """
 
 from __future__ import annotations
 
+import logging
 import sys
 from contextlib import contextmanager
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
 from tqdm.auto import tqdm
+
+logger = logging.getLogger(__name__)
 
 DEFAULT_BLOCK_SIZE = 4096
 
@@ -188,6 +195,8 @@ def exact_pairs(
     k = min(top_k, n - 1)
     vals = torch.full((n, k), float("-inf"), device=emb.device)
     idx = torch.full((n, k), -1, dtype=torch.long, device=emb.device)
+    count_above = threshold > -1.0  # every pair is "above" -1: nothing to warn about
+    above = torch.zeros((), dtype=torch.long, device=emb.device)  # pairs >= threshold
     with torch.inference_mode(), bar:
         # one reused buffer for the tiles: a fresh 64 MB tensor per tile costs page faults
         buffer = torch.empty(min(block_size, n) ** 2, device=emb.device)
@@ -198,6 +207,8 @@ def exact_pairs(
             sim = buffer[: len(block) ** 2].view(len(block), len(block))
             torch.mm(block, block.T, out=sim)
             sim.fill_diagonal_(float("-inf"))
+            if count_above:  # a symmetric tile: each pair is counted twice
+                above += (sim >= threshold).sum() // 2
             kk = min(k, sim.shape[1] - 1)
             if kk > 0:
                 top_v, top_i = torch.topk(sim, kk, dim=1)
@@ -210,9 +221,21 @@ def exact_pairs(
                 cols_emb = emb[b : b + block_size]
                 sim = buffer[: len(rows_emb) * len(cols_emb)].view(len(rows_emb), len(cols_emb))
                 torch.mm(rows_emb, cols_emb.T, out=sim)
+                if count_above:
+                    above += (sim >= threshold).sum()
                 _screen_and_merge(vals, idx, sim, a, b, threshold)
                 bar.update(1)
-    return _pairs_from_topk(vals, idx, threshold)
+    pairs, scores = _pairs_from_topk(vals, idx, threshold)
+    if count_above:
+        _warn_if_capped(int(above), len(pairs), top_k, threshold)
+    return pairs, scores
+
+
+def _warn_if_capped(above: int, kept: int, top_k: int, threshold: float) -> None:
+    if kept < above:
+        logger.warning("top_k=%d kept %d of the %d pairs at or above the threshold %.4f: %d "
+                       "pairs above it were left out; pass top_k=None to keep every one",
+                       top_k, kept, above, threshold, above - kept)
 
 
 def _all_pairs_above(
@@ -308,7 +331,8 @@ def faiss_pairs(
 def connected_groups(pairs: np.ndarray, n: int) -> list[list[int]]:
     """Groups of items linked by ``pairs`` (connected components of size 2 or more).
 
-    Union-find with path halving over the edges; each group is sorted, and groups are
+    ``scipy.sparse.csgraph.connected_components`` over the sparse graph of the pairs, so
+    millions of pairs take a fraction of a second; each group is sorted, and groups are
     ordered by their smallest member.
 
     Args:
@@ -318,19 +342,16 @@ def connected_groups(pairs: np.ndarray, n: int) -> list[list[int]]:
     Returns:
         A list of groups, each a sorted list of indices.
     """
-    parent = list(range(n))
-
-    def find(x: int) -> int:
-        while parent[x] != x:
-            parent[x] = parent[parent[x]]
-            x = parent[x]
-        return x
-
-    for i, j in pairs.tolist():
-        ri, rj = find(i), find(j)
-        if ri != rj:
-            parent[max(ri, rj)] = min(ri, rj)
-    members: dict[int, list[int]] = {}
-    for i in np.unique(pairs).tolist():
-        members.setdefault(find(i), []).append(i)
-    return [sorted(g) for _, g in sorted(members.items())]
+    pairs = np.asarray(pairs, dtype=np.int64).reshape(-1, 2)
+    if not len(pairs):
+        return []
+    graph = coo_matrix((np.ones(len(pairs), dtype=np.int8), (pairs[:, 0], pairs[:, 1])),
+                       shape=(n, n))
+    _, component = connected_components(graph, directed=False)
+    members = np.unique(pairs)  # items in some pair, ascending
+    labels = component[members]
+    order = np.argsort(labels, kind="stable")  # by component, ascending members within
+    members, labels = members[order], labels[order]
+    cuts = np.flatnonzero(np.diff(labels)) + 1
+    groups = [g.tolist() for g in np.split(members, cuts)]
+    return sorted(groups, key=lambda g: g[0])

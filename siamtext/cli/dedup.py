@@ -23,8 +23,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     parser.add_argument("--threshold", type=float, default=None,
                         help=f"cosine similarity for a duplicate (default: the detector's, else "
                              f"{DEFAULT_THRESHOLD})")
-    parser.add_argument("--top-k", type=int, default=10,
-                        help="neighbours considered per text (0: every pair above threshold)")
+    parser.add_argument("--top-k", type=int, default=0,
+                        help="cap on the neighbours kept per text (default 0: no cap, every "
+                             "pair above the threshold; the faiss method needs a cap)")
     parser.add_argument("--method", choices=["exact", "faiss"], default="exact",
                         help="exact tiled search, or a faiss HNSW index for millions of texts")
     parser.add_argument("-o", "--output", default=None,
