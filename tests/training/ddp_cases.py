@@ -34,6 +34,8 @@ def _batch(case: str) -> tuple[list[list[str]], torch.Tensor | None]:
         return [texts(0), texts(1), texts(2)], None  # anchor, positive, hard negative
     if case == "cosent":
         return [texts(0), texts(3)], torch.tensor([4.5, 0.2, 3.1, 1.0, 2.2, 0.7, 5.0, 3.3])
+    if case == "online_contrastive":
+        return [texts(0), texts(3)], torch.tensor([1.0, 0.0, 1.0, 1.0, 0.0, 0.0, 1.0, 0.0])
     # (text, label): 4 classes x 2 rows, one class per rank-slice pair of rows
     return [texts(0)], torch.tensor([0, 0, 1, 1, 2, 2, 3, 3])
 
@@ -45,6 +47,7 @@ LOSS_FACTORIES: dict[str, Callable[[SiamText], torch.nn.Module]] = {
     "batch_semi_hard": lambda m: losses.BatchSemiHardTripletLoss(m, margin=0.5),
     "batch_all": lambda m: losses.BatchAllTripletLoss(m, margin=0.5),
     "cosent": lambda m: losses.CoSENTLoss(m),
+    "online_contrastive": lambda m: losses.OnlineContrastiveLoss(m),
     "cached_mnrl": lambda m: cached.CachedMultipleNegativesRankingLoss(m, mini_batch_size=3),
     "cached_supcon": lambda m: cached.CachedSupervisedContrastiveLoss(m, mini_batch_size=3),
 }
