@@ -248,6 +248,7 @@ class SiamText(HubMixin, nn.Module):
         show_progress: bool | None = None,
         max_length: int | None = None,
         precision: Precision = "fp32",
+        devices: Sequence[str | torch.device] | None = None,
     ) -> np.ndarray | torch.Tensor:
         """Embed sentences.
 
@@ -267,6 +268,11 @@ class SiamText(HubMixin, nn.Module):
                 terminal.
             max_length: Truncate to this many tokens (default: the model's limit).
             precision: ``"fp32"``, or autocast to ``"bf16"`` / ``"fp16"`` (for GPUs).
+            devices: Encode with one process per entry, e.g. ``["cuda:0", "cuda:1"]`` or
+                ``["cpu"] * 4`` (:mod:`siamtext.pool`): each process loads a copy of this
+                model; the rows still come back in input order and equal one process's.
+                Scripts that use it need the ``if __name__ == "__main__":`` guard (worker
+                processes are spawned).
 
         Returns:
             ``(dim,)`` for a single string, else ``(len(sentences), dim)``.
@@ -283,6 +289,14 @@ class SiamText(HubMixin, nn.Module):
         if max_length is not None:
             check_positive_int(max_length, "max_length")
         normalize = self.config.normalize if normalize is None else normalize
+        if devices is not None:
+            from siamtext.pool import encode_on_devices
+
+            emb = torch.from_numpy(encode_on_devices(
+                self, texts, devices, batch_size=batch_size, normalize=normalize,
+                max_length=max_length, precision=precision))
+            emb = emb[0] if single else emb
+            return emb.to(self.device) if convert_to == "torch" else emb.numpy()
 
         out = torch.empty((len(texts), self.embedding_dim), dtype=torch.float32, device=self.device)
         if texts:
