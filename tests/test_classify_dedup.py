@@ -10,8 +10,9 @@ import torch
 from sklearn.exceptions import NotFittedError
 
 from siamtext.classify import storage
+from siamtext.classify.approximate import faiss_pairs
 from siamtext.classify.dedup import DuplicateDetector
-from siamtext.classify.search import connected_groups, exact_pairs, faiss_pairs
+from siamtext.classify.search import connected_groups, exact_pairs
 
 
 def brute_force(emb: torch.Tensor, threshold: float, top_k: int | None) -> dict:
@@ -264,3 +265,37 @@ def test_connected_groups_follow_chains_and_scale():
     assert sum(len(g) for g in groups) == len(np.unique(pairs))
     assert all(g == sorted(g) for g in groups)
     assert [g[0] for g in groups] == sorted(g[0] for g in groups)
+
+
+def _duplicates_corpus(seed: int = 0) -> torch.Tensor:
+    """4,000 vectors: 600 groups of 5 near-duplicates (cosine ~0.8) and 1,000 loners."""
+    gen = torch.Generator().manual_seed(seed)
+    centres = torch.randn(600, 48, generator=gen)
+    dups = centres.repeat_interleave(5, 0) + 0.5 * torch.randn(3000, 48, generator=gen)
+    return torch.nn.functional.normalize(
+        torch.cat([dups, torch.randn(1000, 48, generator=gen)]), dim=1)
+
+
+@pytest.mark.parametrize("factory", ["IVF64,Flat", "HNSW32"])
+def test_approximate_search_tuned_to_a_recall_target_finds_the_pairs(factory, caplog):
+    pytest.importorskip("faiss")
+    emb = _duplicates_corpus()
+    exact = set(as_dict(*exact_pairs(emb, 0.5, 10)))
+    with caplog.at_level("INFO", logger="siamtext.classify.approximate"):
+        approx = set(as_dict(*faiss_pairs(emb.numpy(), 0.5, 10, factory, recall_target=0.95)))
+    assert len(exact) > 5000
+    assert len(approx & exact) / len(exact) >= 0.95  # the documented target, on every pair
+    assert approx <= exact  # nothing invented
+    depth = int(caplog.text.split("search depth ")[1].split(":")[0])
+    assert depth < (64 if factory.startswith("IVF") else 2048)  # tuned, not the maximum
+
+
+def test_auto_index_follows_the_corpus_size():
+    from siamtext.classify.approximate import auto_index
+
+    assert auto_index(10_000) == "Flat"
+    assert auto_index(100_000) == "IVF1024,Flat"  # 4 sqrt(1e5) = 1265 -> 1024
+    assert auto_index(1_000_000) == "IVF4096,Flat"
+    with pytest.raises(ValueError, match=r"recall_target must be in \(0, 1\]"):
+        pytest.importorskip("faiss")
+        faiss_pairs(np.ones((4, 2), dtype=np.float32), recall_target=1.5)

@@ -12,12 +12,8 @@ import torch
 from sklearn.exceptions import NotFittedError
 
 from siamtext.classify import storage
-from siamtext.classify.search import (
-    DEFAULT_BLOCK_SIZE,
-    connected_groups,
-    exact_pairs,
-    faiss_pairs,
-)
+from siamtext.classify.approximate import faiss_pairs
+from siamtext.classify.search import DEFAULT_BLOCK_SIZE, connected_groups, exact_pairs
 from siamtext.classify.threshold import (
     Calibration,
     Objective,
@@ -189,7 +185,8 @@ class DuplicateDetector(HubMixin):
         top_k: int | None = None,
         method: Literal["exact", "faiss"] = "exact",
         block_size: int = DEFAULT_BLOCK_SIZE,
-        faiss_index: str = "HNSW32",
+        faiss_index: str = "auto",
+        recall_target: float = 0.95,
         show_progress: bool | None = None,
     ) -> Duplicates:
         """Every duplicate pair in a corpus, and the groups they link.
@@ -209,8 +206,13 @@ class DuplicateDetector(HubMixin):
             method: ``"exact"`` (tiled matrix products on the model's device) or
                 ``"faiss"`` (needs ``pip install 'siamtext[faiss]'``).
             block_size: Tile side for the exact method.
-            faiss_index: ``faiss.index_factory`` string: ``"HNSW32"`` (approximate) or
-                ``"Flat"`` (exact).
+            faiss_index: ``"auto"`` (exact ``"Flat"`` below 20,000 items, else
+                ``"IVF{~4 sqrt(n)},Flat"``) or a ``faiss.index_factory`` string such as
+                ``"IVF4096,PQ32"`` (less memory) or ``"HNSW32"``
+                (:mod:`siamtext.classify.approximate`).
+            recall_target: For ``method="faiss"``: the index's search depth is raised until
+                a sample of queries finds this share of its exact neighbours above the
+                threshold.
             show_progress: Progress bar; ``None``: on a terminal for long work.
 
         Returns:
@@ -232,7 +234,7 @@ class DuplicateDetector(HubMixin):
             pairs, scores = exact_pairs(emb, threshold, top_k, block_size, show_progress)
         else:
             pairs, scores = faiss_pairs(emb.cpu().numpy(), threshold, top_k, faiss_index,
-                                        show_progress=show_progress)
+                                        recall_target, show_progress=show_progress)
         groups = connected_groups(pairs, n)
         logger.info("find_duplicates: %d items, threshold %.4f, top_k %s: %d pairs in %d groups",
                     n, threshold, top_k, len(pairs), len(groups))

@@ -1,4 +1,5 @@
-"""Similar pairs inside one set of embeddings: exact blocked search, faiss, and groups.
+"""Similar pairs inside one set of embeddings: exact blocked search, and groups
+(:mod:`siamtext.classify.approximate` has the faiss search).
 
 The exact search never holds an ``n x n`` matrix. It walks the upper triangle of the
 similarity matrix in ``block_size x block_size`` tiles, so every pair is scored once, and
@@ -259,73 +260,6 @@ def _all_pairs_above(
     n = emb.shape[0]
     return _unique_sorted_pairs(torch.cat(los).cpu().numpy(), torch.cat(his).cpu().numpy(),
                                 torch.cat(scores).cpu().numpy(), n)
-
-
-def faiss_pairs(
-    embeddings: np.ndarray,
-    threshold: float = -1.0,
-    top_k: int = 10,
-    index_factory: str = "HNSW32",
-    ef_search: int = 64,
-    batch_size: int = 16384,
-    show_progress: bool | None = None,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Similar pairs from a faiss index (approximate unless ``index_factory="Flat"``).
-
-    Every item is searched for its ``top_k + 1`` nearest neighbours by inner product on
-    L2-normalised embeddings; the pairs follow the same rule as :func:`exact_pairs`.
-
-    Args:
-        embeddings: ``(n, dim)`` float array.
-        threshold: Smallest similarity kept.
-        top_k: Neighbours per item.
-        index_factory: A ``faiss.index_factory`` string, e.g. ``"HNSW32"`` (approximate,
-            fast on millions) or ``"Flat"`` (exact).
-        ef_search: Search depth of an HNSW index (higher: better recall, slower).
-        batch_size: Queries per search call.
-        show_progress: Progress bar over query batches.
-
-    Returns:
-        ``pairs`` and ``scores`` as in :func:`exact_pairs`.
-
-    Raises:
-        ImportError: If faiss is not installed (``pip install 'siamtext[faiss]'``).
-    """
-    try:
-        import faiss
-    except ImportError as err:
-        raise ImportError("method='faiss' needs faiss: pip install 'siamtext[faiss]' "
-                          "(or faiss-cpu / faiss-gpu)") from err
-    x = np.ascontiguousarray(embeddings, dtype=np.float32).copy()
-    n = x.shape[0]
-    if n < 2:
-        return np.zeros((0, 2), dtype=np.int64), np.zeros((0,), dtype=np.float32)
-    faiss.normalize_L2(x)
-    index = faiss.index_factory(x.shape[1], index_factory, faiss.METRIC_INNER_PRODUCT)
-    index.train(x)
-    index.add(x)
-    k = min(top_k + 1, n)
-    if hasattr(index, "hnsw"):  # faiss's default (16) loses too many neighbours here
-        index.hnsw.efSearch = max(index.hnsw.efSearch, ef_search, 2 * k)
-    rows, cols, scores = [], [], []
-    starts = range(0, n, batch_size)
-    with _progress(len(starts), show_progress, "Finding duplicates (faiss)") as bar:
-        for a in starts:
-            sims, nbrs = index.search(x[a : a + batch_size], k)
-            q = np.arange(a, a + len(nbrs))[:, None].repeat(k, axis=1)
-            keep = (nbrs >= 0) & (nbrs != q)
-            rows.append(q[keep])
-            cols.append(nbrs[keep])
-            scores.append(sims[keep])
-            bar.update(1)
-    r, c, s = np.concatenate(rows), np.concatenate(cols).astype(np.int64), np.concatenate(scores)
-    # at most top_k per row (the self match may be missing from an approximate result)
-    order = np.lexsort((-s, r))
-    rank = np.empty(len(r), dtype=np.int64)
-    counts = np.bincount(r, minlength=n)
-    rank[order] = np.arange(len(r)) - np.repeat(np.cumsum(counts) - counts, counts)
-    keep = (rank < top_k) & (s >= threshold)
-    return _unique_sorted_pairs(r[keep], c[keep], s[keep], n)
 
 
 def connected_groups(pairs: np.ndarray, n: int) -> list[list[int]]:
