@@ -7,6 +7,7 @@ __version__ = "0.1.0"
 from siamtext import distributed, losses
 from siamtext.classify import DuplicateDetector, Duplicates, IntentClassifier, ThresholdClassifier
 from siamtext.config import SiamTextConfig
+from siamtext.corpus import encode_file
 from siamtext.data import make_anchor_positives, make_pairs, make_triplets
 from siamtext.evaluation import IntentEvaluator, PairClassificationEvaluator, STSEvaluator
 from siamtext.hub import HubMixin, push_folder_to_hub
@@ -30,6 +31,7 @@ __all__ = [
     "ThresholdClassifier",
     "build_model_card",
     "distributed",
+    "encode_file",
     "losses",
     "make_anchor_positives",
     "make_pairs",

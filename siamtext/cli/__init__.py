@@ -16,6 +16,7 @@ SUBCOMMANDS = {
     "evaluate": "evaluate",
     "dedup": "dedup",
     "classify": "classify",
+    "encode": "encode",
 }
 
 
