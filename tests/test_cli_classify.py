@@ -99,3 +99,39 @@ def test_classify_errors(tmp_path):
         run_cli(classify_cli, ["classify", "--train", str(bad), "--predict", str(txt)])
     with pytest.raises(SystemExit):
         run_cli(classify_cli, ["classify", "--predict", str(txt)])  # --train or --load required
+
+
+def test_dedup_searches_an_embeddings_file_without_a_model(tiny_model, tmp_path, capsys):
+    """Encode once (siamtext encode), search at any threshold: no model is loaded."""
+    from siamtext.corpus import encode_file
+
+    texts = tmp_path / "q.txt"
+    texts.write_text("I lost my card\nhow do I top up\nI lost my card\nfreeze my card\n")
+    for suffix in (".npy", ".safetensors", ".parquet"):
+        emb = encode_file(tiny_model, texts, tmp_path / f"q{suffix}", chunk_size=3,
+                          show_progress=False)
+        out = tmp_path / f"pairs{suffix}.csv"
+        assert run_cli(dedup_cli, ["dedup", str(emb), "--threshold", "0.999999", "--texts",
+                                   str(texts), "-o", str(out), "--no-progress"]) == 0
+        rows = list(csv.DictReader(out.open()))
+        assert [(r["i"], r["j"], r["text_i"]) for r in rows] == [("0", "2", "I lost my card")]
+    assert "4 texts: 1 duplicate pairs" in capsys.readouterr().err
+    bare = tmp_path / "bare.csv"
+    assert run_cli(dedup_cli, ["dedup", str(tmp_path / "q.npy"), "--threshold", "0.999999",
+                               "-o", str(bare)]) == 0
+    assert bare.read_text().splitlines()[0] == "i,j,score"
+
+
+def test_dedup_refuses_embeddings_of_another_model_or_length(tiny_model, tmp_path):
+    folder = DuplicateDetector(tiny_model, threshold=0.9).save(tmp_path / "det")
+    wrong = tmp_path / "wrong.npy"
+    np.save(wrong, np.ones((3, 7), dtype=np.float32))
+    with pytest.raises(ValueError, match="dimension 7, but the model embeds in 32"):
+        run_cli(dedup_cli, ["dedup", str(wrong), "--detector", str(folder)])
+    texts = tmp_path / "two.txt"
+    texts.write_text("a\nb\n")
+    with pytest.raises(ValueError, match="has 2 texts but .* has 3 embeddings"):
+        run_cli(dedup_cli, ["dedup", str(wrong), "--texts", str(texts)])
+    (tmp_path / "bad.npy").write_bytes(b"not numpy")
+    with pytest.raises(ValueError):
+        run_cli(dedup_cli, ["dedup", str(tmp_path / "bad.npy")])

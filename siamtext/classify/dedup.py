@@ -248,6 +248,11 @@ class DuplicateDetector(HubMixin):
             if corpus.ndim != 2:
                 raise ValueError(f"corpus embeddings must be 2-D (n, dim), got shape "
                                  f"{tuple(corpus.shape)}")
+            if self.model is not None and len(corpus) and \
+                    corpus.shape[1] != self.model.embedding_dim:
+                raise ValueError(f"corpus embeddings have dimension {corpus.shape[1]}, but the "
+                                 f"model embeds in {self.model.embedding_dim}: they come from "
+                                 "another model")
             return corpus.to(device, torch.float32)
         texts = check_texts(corpus, "corpus")
         model = self._require_model()

@@ -12,9 +12,16 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     parser = subparsers.add_parser(
         "dedup", help="find duplicate texts in a file",
         description="Find the duplicate pairs and the duplicate groups in FILE (one text per "
-                    "line, or a csv/tsv/jsonl column) by cosine similarity of the embeddings.",
+                    "line, or a csv/tsv/jsonl column) by cosine similarity of the embeddings. "
+                    "FILE may also be an embeddings file written by 'siamtext encode' (.npy, "
+                    ".safetensors, .parquet): the corpus is then encoded once and searched "
+                    "at any threshold without a model.",
     )
-    parser.add_argument("file", help="input: .txt (one text per line), .csv, .tsv or .jsonl")
+    parser.add_argument("file", help="input: .txt (one text per line), .csv, .tsv or .jsonl; "
+                                     "or embeddings: .npy, .safetensors, .parquet")
+    parser.add_argument("--texts", default=None,
+                        help="with an embeddings FILE: the texts file it was encoded from "
+                             "(for the text columns of the output)")
     parser.add_argument("--column", default="text", help="text column of csv/jsonl input")
     parser.add_argument("--model", default=None,
                         help="model folder or Hub id (default: all-MiniLM-L6-v2, bundled)")
@@ -48,24 +55,40 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--top-k must be 0 or more, got {args.top_k}")
     if args.threshold is not None:  # fail before loading a model
         check_similarity_threshold(args.threshold, "--threshold")
-    texts = [str(t) for t in column(read_rows(args.file), args.column, args.file)]
+    from siamtext.corpus import is_embeddings_file, read_embeddings
+
+    corpus: object
+    if is_embeddings_file(args.file):
+        corpus = read_embeddings(args.file)
+        texts = None
+        if args.texts:
+            texts = [str(t) for t in column(read_rows(args.texts), args.column, args.texts)]
+            if len(texts) != len(corpus):
+                raise ValueError(f"--texts {args.texts} has {len(texts)} texts but {args.file} "
+                                 f"has {len(corpus)} embeddings")
+    else:
+        texts = [str(t) for t in column(read_rows(args.file), args.column, args.file)]
+        corpus = texts
     if args.detector:
         detector = DuplicateDetector.load(args.detector, device=args.device)
         detector.batch_size = args.batch_size
-    else:
+    elif texts is corpus or args.model:
         detector = DuplicateDetector(SiamText(args.model or DEFAULT_MODEL, device=args.device),
                                      threshold=DEFAULT_THRESHOLD, batch_size=args.batch_size)
+    else:  # embeddings alone: no model needed
+        detector = DuplicateDetector(None, threshold=DEFAULT_THRESHOLD)
     found = detector.find_duplicates(
-        texts, threshold=args.threshold, top_k=args.top_k or None, method=args.method,
+        corpus, threshold=args.threshold, top_k=args.top_k or None, method=args.method,
         show_progress=False if args.no_progress else None,
     )
-    write_rows(args.output, found.records(texts), ["i", "j", "score", "text_i", "text_j"])
+    fields = ["i", "j", "score"] + (["text_i", "text_j"] if texts is not None else [])
+    write_rows(args.output, found.records(texts), fields)
     if args.groups:
         rows = [{"group": g, "size": len(members), "members": " ".join(map(str, members)),
-                 "texts": " | ".join(texts[m] for m in members)}
+                 "texts": " | ".join(texts[m] for m in members) if texts else ""}
                 for g, members in enumerate(found.groups)]
         write_rows(args.groups, rows, ["group", "size", "members", "texts"])
     used = args.threshold if args.threshold is not None else detector.decision_threshold
-    print(f"{len(texts)} texts: {len(found)} duplicate pairs in {len(found.groups)} groups "
+    print(f"{found.n} texts: {len(found)} duplicate pairs in {len(found.groups)} groups "
           f"(threshold {used:.3f})", file=sys.stderr)
     return 0

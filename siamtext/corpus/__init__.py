@@ -7,9 +7,11 @@ streams a Hub dataset) lazily, embeds it ``chunk_size`` texts at a time and writ
 
 from __future__ import annotations
 
+from siamtext.corpus.embeddings import is_embeddings_file, read_embeddings
 from siamtext.corpus.encode import check_output, encode_file, parse_shard, shard_rows
 from siamtext.corpus.readers import INPUT_FORMATS, HubSource, TextSource, open_source
 from siamtext.corpus.writers import DTYPES, OUTPUT_FORMATS
 
 __all__ = ["DTYPES", "INPUT_FORMATS", "OUTPUT_FORMATS", "HubSource", "TextSource",
-           "check_output", "encode_file", "open_source", "parse_shard", "shard_rows"]
+           "check_output", "encode_file", "is_embeddings_file", "open_source", "parse_shard",
+           "read_embeddings", "shard_rows"]
