@@ -102,6 +102,14 @@ class _GradCache:
     input_format: str
     compute_loss_from_embeddings: Callable[[list[Tensor], Tensor | None], Tensor]
 
+    def __init__(self, model: SiamText, scale: float = DEFAULT_SCALE,
+                 similarity: SimilarityName = DEFAULT_SIMILARITY,
+                 mini_batch_size: int = DEFAULT_MINI_BATCH_SIZE,
+                 gather_across_devices: bool | None = None) -> None:
+        check_positive_int(mini_batch_size, "mini_batch_size")
+        super().__init__(model, scale, similarity, gather_across_devices)  # type: ignore[call-arg]
+        self.mini_batch_size = mini_batch_size
+
     def forward(self, features: Sequence[dict[str, Tensor]], labels: Tensor | None) -> Tensor:
         """Embed each feature dict in mini-batches and return the scalar loss.
 
@@ -251,14 +259,6 @@ class CachedMultipleNegativesRankingLoss(_GradCache, MultipleNegativesRankingLos
         >>> loss(features, None).backward()
     """
 
-    def __init__(self, model: SiamText, scale: float = DEFAULT_SCALE,
-                 similarity: SimilarityName = DEFAULT_SIMILARITY,
-                 mini_batch_size: int = DEFAULT_MINI_BATCH_SIZE,
-                 gather_across_devices: bool | None = None) -> None:
-        check_positive_int(mini_batch_size, "mini_batch_size")
-        super().__init__(model, scale, similarity, gather_across_devices)
-        self.mini_batch_size = mini_batch_size
-
 
 class CachedSupervisedContrastiveLoss(_GradCache, SupervisedContrastiveLoss):
     """:class:`~siamtext.losses.SupervisedContrastiveLoss` with GradCache: the loss of a
@@ -309,11 +309,3 @@ class CachedSupervisedContrastiveLoss(_GradCache, SupervisedContrastiveLoss):
         >>> texts = ["reset my password", "forgot my password", "card lost", "lost my card"]
         >>> loss([model.tokenize(texts)], torch.tensor([0, 0, 1, 1])).backward()
     """
-
-    def __init__(self, model: SiamText, scale: float = DEFAULT_SCALE,
-                 similarity: SimilarityName = "cosine",
-                 mini_batch_size: int = DEFAULT_MINI_BATCH_SIZE,
-                 gather_across_devices: bool | None = None) -> None:
-        check_positive_int(mini_batch_size, "mini_batch_size")
-        super().__init__(model, scale, similarity, gather_across_devices)
-        self.mini_batch_size = mini_batch_size
