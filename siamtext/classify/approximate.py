@@ -129,10 +129,11 @@ def _import_faiss() -> Any:
     return faiss
 
 
-def _depths(faiss: Any, index: Any) -> list[int]:
-    """The search depths to try, shallow first; ``[]`` for an index without one (Flat)."""
+def _depths(faiss: Any, index: Any, k: int) -> list[int]:
+    """The search depths to try for ``k`` neighbours, shallow first; ``[]`` for an index
+    without one (Flat). HNSW's ``efSearch`` is never below ``k``."""
     if hasattr(index, "hnsw"):
-        return [16, 32, 64, 128, 256, 512, 1024, 2048]
+        return sorted({max(d, k) for d in (16, 32, 64, 128, 256, 512, 1024, 2048)})
     if "IVF" in type(index).__name__ or hasattr(index, "nprobe"):
         nlist = faiss.extract_index_ivf(index).nlist
         return [d for d in (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024) if d < nlist] + [nlist]
@@ -144,7 +145,7 @@ def _set_depth(faiss: Any, index: Any, depth: int | None) -> int | None:
         return None
     if hasattr(index, "hnsw"):
         index.hnsw.efSearch = depth
-    elif _depths(faiss, index):
+    elif _depths(faiss, index, 1):
         faiss.extract_index_ivf(index).nprobe = depth
     return depth
 
@@ -153,7 +154,7 @@ def _tune(faiss: Any, index: Any, x: np.ndarray, k: int, threshold: float,
           recall_target: float, rng: np.random.Generator) -> int | None:
     """The shallowest depth at which a query sample finds ``recall_target`` of its exact
     neighbours (at or above ``threshold`` when > -1), or the deepest tried."""
-    depths = _depths(faiss, index)
+    depths = _depths(faiss, index, k)
     if not depths:
         return None
     queries = x[rng.choice(x.shape[0], min(_SAMPLE_QUERIES, x.shape[0]), replace=False)]
@@ -168,14 +169,14 @@ def _tune(faiss: Any, index: Any, x: np.ndarray, k: int, threshold: float,
         return depths[0]
     recall = 0.0
     for depth in depths:
-        _set_depth(faiss, index, max(depth, k) if hasattr(index, "hnsw") else depth)
+        _set_depth(faiss, index, depth)
         _, found = index.search(queries, k)
         recall = sum(len(t & set(f.tolist())) for t, f in zip(truth, found, strict=True)) / total
         if recall >= recall_target:
             logger.info("search depth %d: sample recall %.4f >= %.2f", depth, recall,
                         recall_target)
-            return max(depth, k) if hasattr(index, "hnsw") else depth
+            return depth
     logger.warning("the deepest search tried (%d) reached a sample recall of %.4f, below "
                    "recall_target=%.2f; consider another index", depths[-1], recall,
                    recall_target)
-    return max(depths[-1], k) if hasattr(index, "hnsw") else depths[-1]
+    return depths[-1]
