@@ -63,6 +63,16 @@ def barrier() -> None:
         dist.barrier()
 
 
+def broadcast_from_main(value: Any) -> Any:
+    """Rank 0's ``value`` (any picklable Python value, e.g. a path) on every rank; ``value``
+    itself without a process group."""
+    if not is_distributed():
+        return value
+    box = [value]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
 def _check_equal_rows(tensor: Tensor) -> None:
     """On CPU (gloo), check that every rank gathers the same number of rows.
 

@@ -132,7 +132,7 @@ def fit(model: SiamText, train_dataset: Any,
     args = TrainingArguments(**settings)  # starts the process group under a launcher
     if tmp is not None and distributed.is_distributed():
         # the best checkpoint must be where every rank looks for it: rank 0's folder
-        args.output_dir = _broadcast(args.output_dir)
+        args.output_dir = distributed.broadcast_from_main(args.output_dir)
     trainer = SiamTextTrainer(model, args, train_dataset, loss_fn, eval_dataset=eval_dataset,
                               evaluator=evaluator, columns=columns)
     try:
@@ -179,12 +179,3 @@ def record_training(model: SiamText, loss: nn.Module, trainer: SiamTextTrainer,
         card.training["samples_per_class"] = trainer._samples_per_class(args)
     card.eval_metrics = {k: float(v) for k, v in eval_metrics.items()
                          if isinstance(v, (int, float)) and k != "epoch"}
-
-
-def _broadcast(value: str) -> str:
-    """Rank 0's ``value`` on every rank."""
-    import torch.distributed as dist
-
-    box = [value]
-    dist.broadcast_object_list(box, src=0)
-    return box[0]
