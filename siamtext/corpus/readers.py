@@ -57,6 +57,8 @@ class TextSource:
                              f"{self.path.suffix!r}; expected one of {sorted(INPUT_FORMATS)}")
         if not self.path.is_file():
             raise FileNotFoundError(f"input file not found: {self.path}")
+        if self.format in ("csv", "tsv"):
+            _csv_field_limit()
         self.name = self.path.name
         self.column = column
         self._len: int | None = None
@@ -71,7 +73,6 @@ class TextSource:
     def _columns(self) -> list[str] | None:
         """The columns the file has, or ``None`` when it cannot tell (empty jsonl)."""
         if self.format in ("csv", "tsv"):
-            _csv_field_limit()
             with self.path.open(encoding="utf-8", errors="replace", newline="") as f:
                 header = next(csv.reader(f, delimiter=self._delimiter), None)
             return list(header or [])
@@ -122,7 +123,6 @@ class TextSource:
         if self.format == "jsonl":
             with self.path.open("rb") as f:
                 return sum(1 for line in f if line.strip())
-        _csv_field_limit()
         with self.path.open(encoding="utf-8", errors="replace", newline="") as f:
             reader = csv.reader(f, delimiter=self._delimiter)
             next(reader, None)  # the header
@@ -138,7 +138,6 @@ class TextSource:
                 yield line.decode("utf-8", errors="replace").rstrip("\r\n")
 
     def _iter_csv(self) -> Iterator[str]:
-        _csv_field_limit()
         with self.path.open(encoding="utf-8", errors="replace", newline="") as f:
             for row in csv.DictReader(f, delimiter=self._delimiter):
                 yield _cell(row.get(self.column))

@@ -68,7 +68,7 @@ class LengthGroupedBatchSampler(_EpochSampler):
         self.batch_size = batch_size
         self.drop_last = drop_last
         self.mega_batches = mega_batches
-        self._count: tuple[int, int] | None = None  # (epoch, batches) with groups
+        self._drawn: tuple[int, list[list[int]]] | None = None  # (epoch, its batches)
         self.groups = None
         if groups is not None:
             if len(groups) != len(self.lengths):
@@ -85,12 +85,16 @@ class LengthGroupedBatchSampler(_EpochSampler):
         n = len(self.lengths)
         if self.groups is None:
             return n // self.batch_size if self.drop_last else math.ceil(n / self.batch_size)
-        if self._count is None or self._count[0] != self.epoch:
-            self._count = (self.epoch, len(self._batches()))
-        return self._count[1]
+        return len(self._epoch_batches())
 
     def __iter__(self) -> Iterator[list[int]]:
-        return iter(self._batches())
+        return iter(self._epoch_batches())
+
+    def _epoch_batches(self) -> list[list[int]]:
+        """This epoch's batches, drawn once and kept until the epoch changes."""
+        if self._drawn is None or self._drawn[0] != self.epoch:
+            self._drawn = (self.epoch, self._batches())
+        return self._drawn[1]
 
     def _batches(self) -> list[list[int]]:
         """This epoch's batches, in order (the same for the same seed and epoch)."""
