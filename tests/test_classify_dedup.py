@@ -69,6 +69,16 @@ def test_faiss_flat_equals_brute_force(top_k, threshold):
     assert set(got) == set(brute_force(emb, threshold, top_k))
 
 
+@pytest.mark.parametrize("threshold", [0.2, 0.5])
+def test_faiss_flat_range_search_keeps_every_pair_above_the_threshold(threshold):
+    pytest.importorskip("faiss")
+    emb = torch.randn(150, 8, generator=torch.Generator().manual_seed(4))
+    got = as_dict(*faiss_pairs(emb.numpy(), threshold, None, index_factory="Flat"))
+    want = brute_force(emb, threshold, None)
+    assert len(want) > 100 and set(got) == set(want)
+    assert all(abs(got[p] - want[p]) < 1e-5 for p in want)
+
+
 def test_faiss_hnsw_finds_planted_duplicates():
     pytest.importorskip("faiss")
     emb, groups = planted(300, 24)
@@ -161,7 +171,7 @@ def test_constructor_errors(kwargs, error, match):
     ({"threshold": 2.0}, ValueError, r"range \[-1, 1\]"),
     ({"top_k": 0}, ValueError, "top_k"),
     ({"method": "annoy"}, ValueError, "method must be one of"),
-    ({"method": "faiss", "top_k": None}, ValueError, "needs method='exact'"),
+    ({"method": "faiss", "threshold": -1.0}, ValueError, "every pair of the corpus"),
     ({"block_size": -1}, ValueError, "block_size"),
 ])
 def test_find_duplicates_errors(kwargs, error, match):
@@ -288,6 +298,17 @@ def test_approximate_search_tuned_to_a_recall_target_finds_the_pairs(factory, ca
     assert approx <= exact  # nothing invented
     depth = int(caplog.text.split("search depth ")[1].split(":")[0])
     assert depth < (64 if factory.startswith("IVF") else 2048)  # tuned, not the maximum
+
+
+@pytest.mark.parametrize("factory", ["IVF64,Flat", "HNSW32"])
+def test_approximate_range_search_without_a_cap_finds_the_pairs(factory):
+    pytest.importorskip("faiss")
+    emb = _duplicates_corpus()
+    exact = set(as_dict(*exact_pairs(emb, 0.5, None)))
+    approx = set(as_dict(*faiss_pairs(emb.numpy(), 0.5, None, factory, recall_target=0.95)))
+    assert len(exact) > 5000
+    assert len(approx & exact) / len(exact) >= 0.95
+    assert approx <= exact
 
 
 def test_auto_index_follows_the_corpus_size():

@@ -1,10 +1,12 @@
 """Approximate similar-pair search with faiss, tuned to a recall target.
 
 An index (IVF, IVF-PQ or HNSW, by inner product on L2-normalised vectors) is trained on a
-sample of the corpus; then its search depth (``nprobe`` for IVF, ``efSearch`` for HNSW) is
-raised step by step until a sample of queries finds at least ``recall_target`` of their
-exact neighbours, measured against a brute-force search of the same queries. So the depth
-follows the corpus instead of a fixed default.
+sample of the corpus. With a ``top_k`` cap each item's ``top_k`` nearest are searched;
+without one, a range search returns every neighbour at or above the threshold. The search
+depth (``nprobe`` for IVF, ``efSearch`` for HNSW) is raised step by step until a sample of
+queries finds at least ``recall_target`` of their exact neighbours, measured against a
+brute-force search of the same queries. So the depth follows the corpus instead of a fixed
+default.
 
 Why a fixed HNSW reached only 0.605 recall on the benchmark corpus: that corpus has about
 four near-duplicates per text (cosine ~0.55) and, with ``threshold=-1`` and ``top_k=10``,
@@ -45,7 +47,7 @@ def auto_index(n: int) -> str:
 def faiss_pairs(
     embeddings: np.ndarray,
     threshold: float = -1.0,
-    top_k: int = 10,
+    top_k: int | None = 10,
     index_factory: str = "auto",
     recall_target: float = 0.95,
     search_depth: int | None = None,
@@ -59,12 +61,14 @@ def faiss_pairs(
     Args:
         embeddings: ``(n, dim)`` float array.
         threshold: Smallest similarity kept.
-        top_k: Neighbours per item.
+        top_k: Neighbours per item; ``None`` keeps every pair at or above ``threshold``
+            (a range search, so ``threshold`` must then be above -1).
         index_factory: ``"auto"`` (see :func:`auto_index`), or a ``faiss.index_factory``
             string: ``"IVF1024,Flat"``, ``"IVF1024,PQ32"`` (less memory), ``"HNSW32"``,
             ``"Flat"`` (exact).
         recall_target: The share of a query sample's exact neighbours (those at or above
-            ``threshold``, else its top_k) the search depth is raised to reach.
+            ``threshold``, and among its ``top_k`` when there is a cap) the search depth is
+            raised to reach.
         search_depth: ``nprobe`` (IVF) or ``efSearch`` (HNSW) to use as given, skipping the
             tuning.
         batch_size: Queries per search call.
@@ -77,11 +81,15 @@ def faiss_pairs(
 
     Raises:
         ImportError: If faiss is not installed (``pip install 'siamtext[faiss]'``).
-        ValueError: For a ``recall_target`` outside (0, 1].
+        ValueError: For a ``recall_target`` outside (0, 1], or ``top_k=None`` with no
+            threshold (every pair of the corpus).
     """
     faiss = _import_faiss()
     if not 0 < recall_target <= 1:
         raise ValueError(f"recall_target must be in (0, 1], got {recall_target!r}")
+    if top_k is None and threshold <= -1:
+        raise ValueError("top_k=None with threshold=-1 asks for every pair of the corpus: "
+                         "pass a threshold above -1 or a top_k cap")
     x = np.ascontiguousarray(embeddings, dtype=np.float32).copy()
     n = x.shape[0]
     if n < 2:
@@ -95,29 +103,61 @@ def faiss_pairs(
         size = min(n, max(64 * nlist, 10_000))
         index.train(x[np.sort(rng.choice(n, size, replace=False))])
     index.add(x)
-    k = min(top_k + 1, n)
-    depth = _set_depth(faiss, index, search_depth if search_depth is not None else
-                       _tune(faiss, index, x, k, threshold, recall_target, rng))
+    search = _Search(faiss, index, threshold, None if top_k is None else min(top_k + 1, n))
+    if search_depth is None:
+        search_depth = _tune(faiss, index, x, search, recall_target, rng)
+    depth = _set_depth(faiss, index, search_depth)
     rows, cols, scores = [], [], []
     starts = range(0, n, batch_size)
     with _progress(len(starts), show_progress, "Finding duplicates (faiss)") as bar:
         for a in starts:
-            sims, nbrs = index.search(x[a : a + batch_size], k)
-            q = np.arange(a, a + len(nbrs))[:, None].repeat(k, axis=1)
-            keep = (nbrs >= 0) & (nbrs != q)
+            q, c, s = search(x[a : a + batch_size], a)
+            keep = q != c
             rows.append(q[keep])
-            cols.append(nbrs[keep])
-            scores.append(sims[keep])
+            cols.append(c[keep])
+            scores.append(s[keep])
             bar.update(1)
     logger.info("faiss %s, search depth %s: %d vectors searched", factory, depth, n)
-    r, c, s = np.concatenate(rows), np.concatenate(cols).astype(np.int64), np.concatenate(scores)
-    # at most top_k per row (the self match may be missing from an approximate result)
-    order = np.lexsort((-s, r))
-    rank = np.empty(len(r), dtype=np.int64)
-    counts = np.bincount(r, minlength=n)
-    rank[order] = np.arange(len(r)) - np.repeat(np.cumsum(counts) - counts, counts)
-    keep = (rank < top_k) & (s >= threshold)
+    r, c, s = np.concatenate(rows), np.concatenate(cols), np.concatenate(scores)
+    keep = s >= threshold
+    if top_k is not None:  # at most top_k per row (an approximate result may lack the self match)
+        order = np.lexsort((-s, r))
+        rank = np.empty(len(r), dtype=np.int64)
+        counts = np.bincount(r, minlength=n)
+        rank[order] = np.arange(len(r)) - np.repeat(np.cumsum(counts) - counts, counts)
+        keep &= rank < top_k
     return _unique_sorted_pairs(r[keep], c[keep], s[keep], n)
+
+
+class _Search:
+    """One query batch's neighbours as flat ``(query, neighbour, score)`` arrays: the ``k``
+    nearest (``k`` set), or every neighbour at or above ``threshold`` (a range search)."""
+
+    def __init__(self, faiss: Any, index: Any, threshold: float, k: int | None) -> None:
+        self.faiss, self.index, self.threshold, self.k = faiss, index, threshold, k
+        # faiss keeps inner products strictly above the radius: step just below the threshold
+        self.radius = float(np.nextafter(np.float32(threshold), np.float32(-np.inf)))
+
+    def __call__(self, queries: np.ndarray, first: int = 0,
+                 index: Any = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        index = self.index if index is None else index
+        if self.k is None:
+            limits, sims, nbrs = index.range_search(queries, self.radius)
+            q = np.repeat(np.arange(first, first + len(queries)), np.diff(limits).astype(np.int64))
+            return q, nbrs.astype(np.int64), sims
+        sims, nbrs = index.search(queries, self.k)
+        q = np.arange(first, first + len(queries))[:, None].repeat(self.k, axis=1)
+        found = nbrs >= 0
+        return q[found], nbrs[found].astype(np.int64), sims[found]
+
+    def sets(self, queries: np.ndarray, index: Any = None) -> list[set[int]]:
+        """Each query's neighbours (at or above the threshold, not itself) as a set."""
+        q, c, s = self(queries, 0, index)
+        keep = (s >= self.threshold) & (s < 1 - 1e-6)  # not the query (or an exact copy)
+        found: list[set[int]] = [set() for _ in range(len(queries))]
+        for i, j in zip(q[keep].tolist(), c[keep].tolist(), strict=True):
+            found[i].add(j)
+        return found
 
 
 def _import_faiss() -> Any:
@@ -150,28 +190,25 @@ def _set_depth(faiss: Any, index: Any, depth: int | None) -> int | None:
     return depth
 
 
-def _tune(faiss: Any, index: Any, x: np.ndarray, k: int, threshold: float,
-          recall_target: float, rng: np.random.Generator) -> int | None:
-    """The shallowest depth at which a query sample finds ``recall_target`` of its exact
-    neighbours (at or above ``threshold`` when > -1), or the deepest tried."""
-    depths = _depths(faiss, index, k)
+def _tune(faiss: Any, index: Any, x: np.ndarray, search: _Search, recall_target: float,
+          rng: np.random.Generator) -> int | None:
+    """The shallowest depth at which a query sample finds ``recall_target`` of the
+    neighbours an exact search of the same queries finds, or the deepest depth tried."""
+    depths = _depths(faiss, index, search.k or 1)
     if not depths:
         return None
     queries = x[rng.choice(x.shape[0], min(_SAMPLE_QUERIES, x.shape[0]), replace=False)]
     exact = faiss.IndexFlatIP(x.shape[1])
     exact.add(x)
-    true_s, true_i = exact.search(queries, k)
-    wanted = true_s >= threshold if threshold > -1 else np.ones_like(true_s, dtype=bool)
-    wanted &= true_s < 1 - 1e-6  # not the query itself (or an exact copy of it)
-    truth = [set(row[mask].tolist()) for row, mask in zip(true_i, wanted, strict=True)]
+    truth = search.sets(queries, exact)
     total = sum(len(t) for t in truth)
     if total == 0:
         return depths[0]
     recall = 0.0
     for depth in depths:
         _set_depth(faiss, index, depth)
-        _, found = index.search(queries, k)
-        recall = sum(len(t & set(f.tolist())) for t, f in zip(truth, found, strict=True)) / total
+        found = search.sets(queries)
+        recall = sum(len(t & f) for t, f in zip(truth, found, strict=True)) / total
         if recall >= recall_target:
             logger.info("search depth %d: sample recall %.4f >= %.2f", depth, recall,
                         recall_target)

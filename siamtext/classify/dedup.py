@@ -201,8 +201,8 @@ class DuplicateDetector(HubMixin):
             threshold: Overrides :attr:`decision_threshold` for this call.
             top_k: ``None`` (default): every pair at or above the threshold (tiles of the
                 similarity matrix are searched one at a time, so memory grows with the
-                pairs found, not with ``n^2``). An int caps the neighbours per item (needed
-                by ``method="faiss"``, which searches a fixed number of neighbours).
+                pairs found, not with ``n^2``; ``method="faiss"`` runs a range search). An int
+                caps the neighbours per item.
             method: ``"exact"`` (tiled matrix products on the model's device) or
                 ``"faiss"`` (needs ``pip install 'siamtext[faiss]'``).
             block_size: Tile side for the exact method.
@@ -224,10 +224,6 @@ class DuplicateDetector(HubMixin):
             check_positive_int(top_k, "top_k")
         check_choice(method, ("exact", "faiss"), "method")
         check_positive_int(block_size, "block_size")
-        if method == "faiss" and top_k is None:
-            raise ValueError("method='faiss' searches a fixed number of neighbours per item: "
-                             "pass top_k=<int>; top_k=None (every pair above the threshold) "
-                             "needs method='exact'")
         emb = self._corpus_embeddings(corpus)
         n = emb.shape[0]
         if method == "exact":

@@ -32,9 +32,16 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                              f"{DEFAULT_THRESHOLD})")
     parser.add_argument("--top-k", type=int, default=0,
                         help="cap on the neighbours kept per text (default 0: no cap, every "
-                             "pair above the threshold; the faiss method needs a cap)")
+                             "pair above the threshold)")
     parser.add_argument("--method", choices=["exact", "faiss"], default="exact",
-                        help="exact tiled search, or a faiss HNSW index for millions of texts")
+                        help="exact tiled search, or a faiss index (IVF, tuned to --recall-target) "
+                             "for millions of texts")
+    parser.add_argument("--faiss-index", default="auto",
+                        help="faiss index_factory string, e.g. IVF4096,Flat, IVF4096,PQ32 or "
+                             "HNSW32 (default auto: exact below 20,000 texts, else IVF)")
+    parser.add_argument("--recall-target", type=float, default=0.95,
+                        help="share of a query sample's exact pairs the faiss search depth is "
+                             "tuned to find (default 0.95)")
     parser.add_argument("-o", "--output", default=None,
                         help="pairs file, .csv or .jsonl (default: csv on stdout)")
     parser.add_argument("--groups", default=None, help="groups file, .csv or .jsonl")
@@ -79,6 +86,7 @@ def run(args: argparse.Namespace) -> int:
         detector = DuplicateDetector(None, threshold=DEFAULT_THRESHOLD)
     found = detector.find_duplicates(
         corpus, threshold=args.threshold, top_k=args.top_k or None, method=args.method,
+        faiss_index=args.faiss_index, recall_target=args.recall_target,
         show_progress=False if args.no_progress else None,
     )
     fields = ["i", "j", "score"] + (["text_i", "text_j"] if texts is not None else [])
