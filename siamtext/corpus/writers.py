@@ -3,7 +3,7 @@
 Every writer writes to ``OUTPUT.partial`` and moves it onto ``OUTPUT`` with one
 ``os.replace`` when the last chunk is in, so ``OUTPUT`` is either absent, the file that was
 there before, or complete. Chunks can be written again after an interruption: ``.npy`` and
-``.safetensors`` are preallocated memory maps written at each chunk's row offset, and
+``.safetensors`` are preallocated files written at each chunk's row offset, and
 ``.parquet`` keeps one small file per chunk in the ``OUTPUT.partial`` folder and joins them
 (one row group per chunk) at the end. The finished file does not depend on where a run
 was interrupted.
@@ -29,18 +29,26 @@ def partial_path(output: Path) -> Path:
     return output.with_name(output.name + ".partial")
 
 
-class _MemmapWriter:
-    """Rows written into a preallocated file through a memory map; subclasses lay it out."""
+class _OffsetWriter:
+    """Rows written into a preallocated file at their byte offsets; subclasses lay it out.
+
+    Rows go in with ``os.pwrite``, not through a memory map: pages of a mapped file count in
+    the process's resident memory until it exits, so a memory map grows the peak RSS by the
+    whole file (measured: 504 MiB for 50,000 rows of 384 floats, 1,016 MiB for 400,000).
+    """
 
     def __init__(self, output: Path, rows: int, dim: int, dtype: str, first_id: int) -> None:
         self.output, self.partial = output, partial_path(output)
         self.rows, self.dim, self.dtype = rows, dim, np.dtype(dtype)
-        self._array: np.ndarray | None = None
+        self._fd: int | None = None
+        self._offset = 0
 
-    def _create(self) -> np.ndarray | None:
+    def _create(self) -> int:
+        """Create the partial file at its full size; return the byte offset of row 0."""
         raise NotImplementedError
 
-    def _reopen(self) -> np.ndarray | None:
+    def _reopen(self) -> int:
+        """Check the partial file belongs to this run; return the byte offset of row 0."""
         raise NotImplementedError
 
     def has_partial(self) -> bool:
@@ -49,42 +57,62 @@ class _MemmapWriter:
 
     def open(self, resume: bool) -> None:
         """Create the partial file, or reopen the one being resumed."""
-        self._array = self._reopen() if resume else self._create()
+        self._offset = self._reopen() if resume else self._create()
+        self._fd = os.open(self.partial, os.O_RDWR)
 
     def write(self, chunk: int, row: int, embeddings: np.ndarray, ids: np.ndarray) -> None:
         """Write ``embeddings`` at output row ``row``."""
-        if self._array is not None and len(embeddings):
-            self._array[row:row + len(embeddings)] = embeddings
+        if self._fd is None or not len(embeddings):
+            return
+        data = memoryview(np.ascontiguousarray(embeddings, dtype=self.dtype)).cast("B")
+        position = self._offset + row * self.dim * self.dtype.itemsize
+        while data:  # pwrite may write less than asked
+            written = os.pwrite(self._fd, data, position)
+            data, position = data[written:], position + written
 
     def flush(self) -> None:
         """Make the rows written so far durable before progress is recorded."""
-        if self._array is not None and isinstance(self._array, np.memmap):
-            self._array.flush()
+        if self._fd is not None:
+            os.fsync(self._fd)
+
+    def _close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
 
     def finish(self) -> None:
         """Flush, close and move the partial file onto the output."""
         self.flush()
-        self._array = None
+        self._close()
         os.replace(self.partial, self.output)
 
     def discard(self) -> None:
         """Remove a partial file left by an earlier run."""
-        self._array = None
+        self._close()
         self.partial.unlink(missing_ok=True)
 
 
-class NpyWriter(_MemmapWriter):
-    """A ``(rows, dim)`` ``.npy`` array, written through ``numpy.lib.format.open_memmap``."""
+class NpyWriter(_OffsetWriter):
+    """A ``(rows, dim)`` ``.npy`` array: numpy's header, then the rows in C order."""
 
-    def _create(self) -> np.ndarray:
-        from numpy.lib.format import open_memmap
+    def _create(self) -> int:
+        from numpy.lib import format as npy
 
-        return open_memmap(self.partial, mode="w+", dtype=self.dtype, shape=(self.rows, self.dim))
+        with self.partial.open("wb") as f:
+            npy.write_array_header_1_0(f, {"descr": npy.dtype_to_descr(self.dtype),
+                                           "fortran_order": False,
+                                           "shape": (self.rows, self.dim)})
+            offset = f.tell()
+            f.truncate(offset + self.rows * self.dim * self.dtype.itemsize)
+        return offset
 
-    def _reopen(self) -> np.ndarray:
-        from numpy.lib.format import open_memmap
+    def _reopen(self) -> int:
+        from numpy.lib import format as npy
 
-        return open_memmap(self.partial, mode="r+")
+        with self.partial.open("rb") as f:
+            npy.read_magic(f)
+            npy.read_array_header_1_0(f)
+            return f.tell()
 
     def has_partial(self) -> bool:
         from numpy.lib.format import open_memmap
@@ -100,12 +128,12 @@ class NpyWriter(_MemmapWriter):
         return ok
 
 
-class SafetensorsWriter(_MemmapWriter):
+class SafetensorsWriter(_OffsetWriter):
     """One tensor ``"embeddings"`` of shape ``(rows, dim)`` in a ``.safetensors`` file.
 
     The header (8-byte little-endian length, then JSON with dtype, shape and data offsets,
-    padded with spaces to 8 bytes) is written first and the raw rows are memory-mapped after
-    it, so memory stays flat however many rows there are.
+    padded with spaces to 8 bytes) is written first and the raw rows after it, at their
+    offsets, so memory stays flat however many rows there are.
     """
 
     def _header(self) -> bytes:
@@ -122,24 +150,18 @@ class SafetensorsWriter(_MemmapWriter):
     def has_partial(self) -> bool:
         return self.partial.is_file() and self.partial.stat().st_size == self._file_size()
 
-    def _map(self) -> np.ndarray | None:
-        if self.rows * self.dim == 0:
-            return None
-        return np.memmap(self.partial, dtype=self.dtype, mode="r+", offset=len(self._header()),
-                         shape=(self.rows, self.dim))
-
-    def _create(self) -> np.ndarray | None:
+    def _create(self) -> int:
         with self.partial.open("wb") as f:
             f.write(self._header())
             f.truncate(self._file_size())
-        return self._map()
+        return len(self._header())
 
-    def _reopen(self) -> np.ndarray | None:
+    def _reopen(self) -> int:
         with self.partial.open("rb") as f:
             if f.read(len(self._header())) != self._header():
                 raise ValueError(f"{self.partial}: not the partial file of this run; delete it "
                                  f"or pass overwrite=True")
-        return self._map()
+        return len(self._header())
 
 
 class ParquetWriter:
