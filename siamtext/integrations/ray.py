@@ -83,7 +83,8 @@ def embed(ds: ray.data.Dataset, model: SiamText | str | Path, column: str = "tex
     return ds.map_batches(
         _Embedder, fn_constructor_args=(source, device, column, output_column,
                                         encode_batch_size),
-        batch_size=batch_size, concurrency=concurrency, batch_format="numpy", **options)
+        batch_size=batch_size, compute=ray.data.ActorPoolStrategy(size=concurrency),
+        batch_format="numpy", **options)
 
 
 def _folder_bytes(model: SiamText) -> dict[str, bytes]:
