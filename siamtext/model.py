@@ -18,6 +18,14 @@ from tqdm.auto import tqdm
 from transformers import AutoConfig, AutoModel, AutoTokenizer
 
 from siamtext import distributed, st_format
+from siamtext.backends import (
+    BACKENDS,
+    Backend,
+    Engine,
+    backend_files,
+    load_engine,
+    save_engine,
+)
 from siamtext.config import CONFIG_NAME, SiamTextConfig
 from siamtext.distances import cosine_similarity_matrix
 from siamtext.hub import HubMixin
@@ -80,6 +88,15 @@ class SiamText(HubMixin, nn.Module):
         token: Hugging Face token for private repos.
         cache_dir: Hugging Face cache folder.
         trust_remote_code: Allow model code from the Hub to run. Off by default.
+        backend: ``"torch"``, ``"onnx"`` (ONNX Runtime, ``pip install 'siamtext[onnx]'``)
+            or ``"openvino"`` (``pip install 'siamtext[openvino]'``), both on CPU
+            (:mod:`siamtext.backends`). An exported model encodes, compares and saves like a
+            torch one but cannot be trained. A file the engine cannot run on this machine
+            falls back to torch with one warning (:attr:`backend` then says ``"torch"``).
+        file_name: The exported file to run, under the folder's ``onnx/`` or ``openvino/``:
+            ``"model_qint8_avx2.onnx"``, ``"openvino_model_qint8_quantized.xml"``; default
+            ``onnx/model.onnx`` / ``openvino/openvino_model.xml``, exported on the fly when
+            the folder has no file of that backend at all.
 
     Attributes:
         card_data: The facts for the model card (:class:`~siamtext.model_card.ModelCardData`):
@@ -105,12 +122,18 @@ class SiamText(HubMixin, nn.Module):
         token: str | bool | None = None,
         cache_dir: str | Path | None = None,
         trust_remote_code: bool = False,
+        backend: Backend = "torch",
+        file_name: str | None = None,
     ) -> None:
         super().__init__()
         if pooling is not None:
             get_pooling(pooling)  # fail before any loading
+        check_choice(backend, BACKENDS, "backend")
+        if backend != "torch" and device is not None and torch.device(device).type != "cpu":
+            raise ValueError(f"backend={backend!r} runs on CPU, got device={device!r}")
         folder = resolve_model_path(
-            model_name_or_path, revision=revision, token=token, cache_dir=cache_dir
+            model_name_or_path, revision=revision, token=token, cache_dir=cache_dir,
+            extra_files=backend_files(backend, file_name),
         )
         transformer_dir, saved = self._read_settings(folder, model_name_or_path)
         self.config = SiamTextConfig(
@@ -127,8 +150,14 @@ class SiamText(HubMixin, nn.Module):
         self.transformer = _load_transformer(transformer_dir, trust_remote_code)
         self._pool = get_pooling(self.config.pooling)
         self._warned_truncation = False
-        self.to(torch.device(device) if device is not None else _default_device())
+        self.to(torch.device(device) if device is not None else
+                torch.device("cpu") if backend != "torch" else _default_device())
         self.eval()  # like transformers: inference mode until a trainer says otherwise
+        # --- inference engine (siamtext.backends): None means the torch transformer
+        self._engine: Engine | None = None
+        if backend != "torch":
+            self._engine = load_engine(self, folder, backend, file_name)
+        self.backend: Backend = backend if self._engine is not None else "torch"
 
     @classmethod
     def from_pretrained(cls, model_name_or_path: str | Path = DEFAULT_MODEL, **kwargs) -> SiamText:
@@ -229,6 +258,8 @@ class SiamText(HubMixin, nn.Module):
     def embed(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
               **inputs: torch.Tensor) -> torch.Tensor:
         """Pooled embeddings, not normalised: ``(batch, seq) -> (batch, dim)``."""
+        if self._engine is not None:  # an exported graph gives the token embeddings
+            return self._pool(self._engine(input_ids, attention_mask, **inputs), attention_mask)
         out = self.transformer(input_ids=input_ids, attention_mask=attention_mask, **inputs)
         return self._pool(out.last_hidden_state, attention_mask)
 
@@ -288,6 +319,10 @@ class SiamText(HubMixin, nn.Module):
         check_choice(precision, ("fp32", "bf16", "fp16"), "precision")
         if max_length is not None:
             check_positive_int(max_length, "max_length")
+        if self.backend != "torch" and precision != "fp32":
+            raise ValueError(f"backend={self.backend!r} runs the exported file's precision: "
+                             f"got precision={precision!r}; pick an int8 file with "
+                             "file_name= instead")
         normalize = self.config.normalize if normalize is None else normalize
         if devices is not None:
             from siamtext.pool import encode_on_devices
@@ -360,6 +395,10 @@ class SiamText(HubMixin, nn.Module):
         :class:`siamtext.training.TrainingArguments` field. Bad data raises ``ValueError``
         before training starts.
         """
+        if self.backend != "torch":
+            raise ValueError(f"fit needs backend='torch', this model runs on "
+                             f"backend={self.backend!r}: load it with SiamText(path), train, "
+                             "then export(...) again")
         from siamtext.training import fit
 
         return fit(self, train_dataset, loss, **kwargs)
@@ -403,4 +442,44 @@ class SiamText(HubMixin, nn.Module):
             max_seq_length=self.max_seq_length, pooling=self.config.pooling,
             normalize=self.config.normalize,
         )
+        if self._engine is not None:
+            save_engine(self._engine, self.backend, folder)
         return folder
+
+    # ------------------------------------------------------------------ export
+    def export(self, backend: Literal["onnx", "openvino"] = "onnx", *, path: str | Path,
+               quantize: Literal["int8"] | None = None,
+               calibration_texts: list[str] | None = None) -> Path:
+        """Save this model to ``path`` with an exported copy for another inference backend.
+
+        Writes the :meth:`save_pretrained` folder plus ``onnx/model.onnx`` (``"onnx"``) or
+        ``openvino/openvino_model.xml`` (``"openvino"``) and, with ``quantize="int8"``, the
+        int8 file: ``onnx/model_qint8_<isa>.onnx`` (ONNX Runtime dynamic quantisation) or
+        ``openvino/openvino_model_qint8_quantized.xml`` (static quantisation calibrated on
+        ``calibration_texts``). :mod:`siamtext.backends.export` has the details. Load it back
+        with ``SiamText(path, backend=..., file_name=...)``, or in sentence-transformers with
+        ``SentenceTransformer(path, backend=..., model_kwargs={"file_name": ...})``.
+
+        Args:
+            backend: ``"onnx"`` or ``"openvino"``.
+            path: The folder to write.
+            quantize: ``None`` (fp32) or ``"int8"``.
+            calibration_texts: Texts like the ones to encode, for OpenVINO's int8 scales
+                (default: a built-in mix of questions and intents).
+
+        Returns:
+            The exported file to load: the quantised one when asked for.
+
+        Raises:
+            ValueError: For another ``backend`` or ``quantize``.
+            ImportError: If the backend's package is not installed (naming the extra).
+        """
+        check_choice(backend, ("onnx", "openvino"), "backend")
+        check_choice(quantize, (None, "int8"), "quantize")
+        if calibration_texts is not None:
+            calibration_texts = check_texts(calibration_texts, "calibration_texts")
+            if not calibration_texts:
+                raise ValueError("calibration_texts must be a non-empty list of strings")
+        from siamtext.backends.export import export_folder
+
+        return export_folder(self, path, backend, quantize, calibration_texts)

@@ -74,6 +74,14 @@ def encode_on_devices(model: SiamText, texts: list[str], devices: Sequence[str |
     Returns:
         ``(len(texts), dim)`` float32 array.
     """
+    load_kwargs: dict[str, Any] = {}
+    if model.backend != "torch":  # every worker runs the same exported file
+        if isinstance(devices, Sequence) and not isinstance(devices, str) and any(
+                not (isinstance(d, (str, torch.device)) and str(d).split(":")[0] == "cpu")
+                for d in devices):
+            raise ValueError(f"backend={model.backend!r} runs on CPU: pass devices=['cpu'] * k, "
+                             f"got {list(devices)!r}")
+        load_kwargs = {"backend": model.backend, "file_name": model._engine.path.name}
     workers = check_devices(devices)
     batch_size = encode_args.get("batch_size", 32)
     if chunk_size is None:
@@ -92,19 +100,20 @@ def encode_on_devices(model: SiamText, texts: list[str], devices: Sequence[str |
         logger.info("encoding %d texts in %d chunks on %s", len(texts), len(chunks),
                     [str(d) for d in workers])
         with ProcessPoolExecutor(len(workers), mp_context=context, initializer=_load,
-                                 initargs=(folder, queue, threads)) as pool:
+                                 initargs=(folder, queue, threads, load_kwargs)) as pool:
             parts = list(pool.map(_encode, chunks, [encode_args] * len(chunks)))
     return np.concatenate(parts)
 
 
-def _load(folder: str, devices: Any, threads: int) -> None:
-    """Worker start: take a device from the queue and load the model onto it."""
+def _load(folder: str, devices: Any, threads: int, load_kwargs: dict[str, Any]) -> None:
+    """Worker start: take a device from the queue and load the model onto it (with the
+    backend and exported file of the parent's model)."""
     from siamtext.model import SiamText
 
     device = devices.get()
     if device == "cpu":
         torch.set_num_threads(threads)
-    _worker["model"] = SiamText(folder, device=device)
+    _worker["model"] = SiamText(folder, device=device, **load_kwargs)
 
 
 def _encode(texts: list[str], encode_args: dict[str, Any]) -> np.ndarray:

@@ -107,6 +107,7 @@ def resolve_model_path(
     revision: str | None = None,
     token: str | bool | None = None,
     cache_dir: str | Path | None = None,
+    extra_files: tuple[str, ...] = (),
 ) -> Path:
     """Find the local folder for a model.
 
@@ -116,6 +117,9 @@ def resolve_model_path(
             only when no revision is asked for.
         token: Hugging Face token for private repos.
         cache_dir: Hugging Face cache folder.
+        extra_files: Files of a Hub repo to fetch besides the model, relative to its root
+            (an exported backend's ``onnx/model.onnx``); each is skipped when the repo does
+            not have it. Exported files are otherwise not downloaded.
 
     Returns:
         The folder holding the model files.
@@ -157,6 +161,8 @@ def resolve_model_path(
                 cache_dir=str(cache_dir) if cache_dir is not None else None,
                 ignore_patterns=list(_IGNORED_ON_DOWNLOAD),
             )
+            for extra in extra_files:
+                _download_if_present(repo_id, extra, revision, token, cache_dir)
             return check_model_folder(Path(folder), repo_id=repo_id)
         except Exception as err:  # offline, missing repo, auth: all reported together
             tried.append(f"Hugging Face cache/Hub: {type(err).__name__}: {err}")
@@ -165,3 +171,17 @@ def resolve_model_path(
     raise ModelNotFoundError(
         f"could not load model {name!r}. Tried:\n  - " + "\n  - ".join(tried)
     )
+
+
+def _download_if_present(repo_id: str, filename: str, revision: str | None,
+                         token: str | bool | None, cache_dir: str | Path | None) -> None:
+    """Fetch one file of a repo into its snapshot folder; a file the repo lacks (or, offline,
+    the cache lacks) is skipped."""
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.errors import EntryNotFoundError, LocalEntryNotFoundError
+
+    try:
+        hf_hub_download(repo_id, filename, revision=revision, token=token,
+                        cache_dir=str(cache_dir) if cache_dir is not None else None)
+    except (EntryNotFoundError, LocalEntryNotFoundError):  # not in the repo, or offline
+        pass

@@ -68,3 +68,21 @@ def test_encode_refuses_an_existing_output_and_unknown_types(tiny_bert_dir, tmp_
     assert np.load(out).shape[0] == 3  # the empty line keeps its row
     assert encode(tiny_bert_dir, str(data), "-o", str(tmp_path / "e.csv")) == 2
     assert "expected one of ['.npy', '.parquet', '.safetensors']" in capsys.readouterr().err
+
+
+def test_backend_options(tiny_model, tiny_bert_dir, corpus, tmp_path, capsys):
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnx")
+    data = tmp_path / "t.txt"
+    data.write_text("".join(t + "\n" for t in corpus[:10]))
+    exported = tmp_path / "exported"
+    quant = tiny_model.export("onnx", path=exported, quantize="int8").name
+    out = tmp_path / "e.npy"
+    assert main(["encode", str(data), "-o", str(out), "--model", str(exported),
+                 "--backend", "onnx", "--no-progress"]) == 0
+    assert np.abs(np.load(out) - tiny_model.encode(corpus[:10])).max() <= 1e-4
+    assert main(["encode", str(data), "-o", str(tmp_path / "q.npy"), "--model", str(exported),
+                 "--backend", "onnx", "--file-name", quant, "--no-progress"]) == 0
+    assert encode(tiny_bert_dir, str(data), "-o", str(tmp_path / "x.npy"),
+                  "--file-name", quant) == 2
+    assert "--file-name selects an exported file" in capsys.readouterr().err

@@ -149,3 +149,48 @@ def test_saved_model_pushed_to_the_cache_round_trips(offline, tmp_path, tiny_ber
     loaded = SiamText("alice/saved", cache_dir=tmp_path / "hub", device="cpu")
     assert loaded.config.pooling == "cls" and loaded.config.normalize is False
     assert np.abs(loaded.encode(SENTENCES) - saved.encode(SENTENCES)).max() < 1e-6
+
+
+def test_a_backend_file_comes_from_the_cache_with_the_model(offline, tmp_path, tiny_model,
+                                                            caplog):
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnx")
+    exported = tmp_path / "exported"
+    tiny_model.export("onnx", path=exported)
+    cache = tmp_path / "hub"
+    add_to_cache(cache, "alice/tiny-onnx", folder_files(exported))
+    with caplog.at_level("WARNING"):
+        model = SiamText("alice/tiny-onnx", cache_dir=cache, backend="onnx")
+    assert model.backend == "onnx" and "exporting it now" not in caplog.text
+    assert model._engine.path.name == "model.onnx"
+    assert np.abs(model.encode(SENTENCES) - tiny_model.encode(SENTENCES)).max() <= 1e-4
+
+
+def test_backend_files_of_a_hub_repo():
+    from siamtext.backends import backend_files
+
+    assert backend_files("torch", None) == ()
+    assert backend_files("onnx", None) == ("onnx/model.onnx",)
+    assert backend_files("onnx", "model_qint8_avx2.onnx") == ("onnx/model_qint8_avx2.onnx",)
+    assert backend_files("openvino", None) == ("openvino/openvino_model.xml",
+                                               "openvino/openvino_model.bin")
+
+
+def test_a_backend_file_is_fetched_beside_the_model(monkeypatch, cache):
+    snapshot = cache / "models--alice--tiny-bert" / "snapshots" / SHA
+    fetched = []
+
+    def fake_hf_hub_download(repo_id, filename, **kwargs):
+        fetched.append((repo_id, filename, kwargs["revision"]))
+        if filename.endswith(".bin"):
+            raise huggingface_hub.errors.EntryNotFoundError("no such file")
+        return str(snapshot / filename)
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", lambda *a, **k: str(snapshot))
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", fake_hf_hub_download)
+    folder = resolve_model_path("alice/tiny-bert", revision="v1",
+                                extra_files=("openvino/openvino_model.xml",
+                                             "openvino/openvino_model.bin"))
+    assert folder == snapshot  # a file the repo lacks is skipped, not an error
+    assert fetched == [("alice/tiny-bert", "openvino/openvino_model.xml", "v1"),
+                       ("alice/tiny-bert", "openvino/openvino_model.bin", "v1")]

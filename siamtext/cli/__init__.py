@@ -17,6 +17,7 @@ SUBCOMMANDS = {
     "dedup": "dedup",
     "classify": "classify",
     "encode": "encode",
+    "export": "export",
 }
 
 

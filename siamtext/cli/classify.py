@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from siamtext.cli.backend import add_backend_options, model_kwargs
+
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     parser = subparsers.add_parser(
@@ -31,6 +33,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     parser.add_argument("--save", default=None, help="save the fitted classifier to a folder")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--device", default=None, help="cpu, cuda, ... (default: auto)")
+    add_backend_options(parser)
     return parser
 
 
@@ -53,13 +56,13 @@ def run(args: argparse.Namespace) -> int:
         texts = [str(t) for t in column(rows, args.text_column, args.train)]
         labels = column(rows, args.label_column, args.train)
         clf = IntentClassifier(
-            SiamText(args.model or DEFAULT_MODEL, device=args.device), mode=args.mode,
+            SiamText(args.model or DEFAULT_MODEL, **model_kwargs(args)), mode=args.mode,
             n_neighbors=args.n_neighbors, threshold=args.threshold,
             unknown_label=args.unknown_label, batch_size=args.batch_size,
         ).fit(texts, labels)
         print(f"fitted {len(clf.classes_)} classes from {len(texts)} examples", file=sys.stderr)
     else:
-        clf = IntentClassifier.load(args.load, device=args.device)
+        clf = IntentClassifier.load(args.load, **model_kwargs(args))
         if args.threshold is not None:
             clf.set_params(threshold=args.threshold)
             clf.__dict__.pop("threshold_", None)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from siamtext.cli.backend import add_backend_options, model_kwargs
+
 DEFAULT_THRESHOLD = 0.75
 
 
@@ -47,6 +49,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     parser.add_argument("--groups", default=None, help="groups file, .csv or .jsonl")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--device", default=None, help="cpu, cuda, ... (default: auto)")
+    add_backend_options(parser)
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
     return parser
 
@@ -77,10 +80,10 @@ def run(args: argparse.Namespace) -> int:
         texts = [str(t) for t in column(read_rows(args.file), args.column, args.file)]
         corpus = texts
     if args.detector:
-        detector = DuplicateDetector.load(args.detector, device=args.device)
+        detector = DuplicateDetector.load(args.detector, **model_kwargs(args))
         detector.batch_size = args.batch_size
     elif texts is corpus or args.model:
-        detector = DuplicateDetector(SiamText(args.model or DEFAULT_MODEL, device=args.device),
+        detector = DuplicateDetector(SiamText(args.model or DEFAULT_MODEL, **model_kwargs(args)),
                                      threshold=DEFAULT_THRESHOLD, batch_size=args.batch_size)
     else:  # embeddings alone: no model needed
         detector = DuplicateDetector(None, threshold=DEFAULT_THRESHOLD)

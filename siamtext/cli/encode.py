@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from siamtext.cli.backend import add_backend_options, model_kwargs
+
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     parser = subparsers.add_parser(
@@ -36,6 +38,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                         help="replace an existing OUTPUT and discard partial work of a run "
                              "with other settings")
     parser.add_argument("--device", default=None, help="cpu, cuda, ... (default: auto)")
+    add_backend_options(parser)
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     return parser
 
@@ -53,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
     check_output(args.output, args.overwrite)
     open_source(args.input, args.column, args.split, args.config)
 
-    model = SiamText(args.model or DEFAULT_MODEL, device=args.device)
+    model = SiamText(args.model or DEFAULT_MODEL, **model_kwargs(args))
     path = encode_file(model, args.input, args.output, column=args.column, split=args.split,
                        config=args.config,
                        batch_size=args.batch_size, chunk_size=args.chunk_size, dtype=args.dtype,

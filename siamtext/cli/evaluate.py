@@ -6,6 +6,8 @@ import argparse
 import json
 import math
 
+from siamtext.cli.backend import add_backend_options, model_kwargs
+
 TASKS = ("sts", "pairs", "intent")
 
 
@@ -36,6 +38,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                         help="model folder or Hub id (default: all-MiniLM-L6-v2, bundled)")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--device", default=None, help="cpu, cuda, ... (default: auto)")
+    add_backend_options(parser)
     parser.add_argument("--json", action="store_true", help="print the metrics as JSON")
     return parser
 
@@ -85,7 +88,7 @@ def run(args: argparse.Namespace) -> int:
         tx, ty = _columns(train, ["text", "label"], mapping, "train data")
         x, y = _columns(data, ["text", "label"], mapping, "data")
         evaluator = IntentEvaluator(tx, ty, x, y, k=args.k, batch_size=args.batch_size)
-    model = SiamText(args.model or DEFAULT_MODEL, device=args.device)
+    model = SiamText(args.model or DEFAULT_MODEL, **model_kwargs(args))
     metrics = evaluator(model)
     if args.json:
         print(json.dumps(metrics, indent=2))

@@ -162,6 +162,7 @@ def encode_file(
     state = {
         "input": source.identity(), "column": None if source.format == "txt" else source.column,
         "model": str(getattr(model, "model_name_or_path", type(model).__name__)),
+        "backend": _backend_of(model),
         "dtype": dtype, "shard": list(span) if span else None, "chunk_size": chunk_size,
         "batch_size": batch_size, "rows": rows, "dim": dim, "output": output.suffix.lower(),
     }
@@ -223,3 +224,11 @@ def _resume_point(progress_file: Path, state: dict, writer: Any, overwrite: bool
     progress_file.unlink(missing_ok=True)
     writer.discard()
     return 0
+
+
+def _backend_of(model: Any) -> str:
+    """``"torch"``, or the backend and exported file that embed (``"onnx:model_qint8_avx2.onnx"``):
+    a run resumed with another engine would mix two kinds of vectors in one file."""
+    engine = getattr(model, "_engine", None)
+    backend = str(getattr(model, "backend", "torch"))
+    return backend if engine is None else f"{backend}:{engine.path.name}"

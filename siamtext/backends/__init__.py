@@ -1,0 +1,158 @@
+"""Inference engines behind :meth:`siamtext.SiamText.encode`.
+
+``"torch"`` is the model itself. ``"onnx"`` runs an exported copy of the transformer with
+ONNX Runtime (:mod:`siamtext.backends.onnx`), ``"openvino"`` with OpenVINO
+(:mod:`siamtext.backends.openvino`); :mod:`siamtext.backends.export` writes both. An engine
+maps a padded batch to token embeddings; pooling and normalisation stay in siamtext, so every
+``encode`` option works the same on each backend. Importing this package imports no engine.
+
+Exported files follow the sentence-transformers layout (``onnx/model.onnx``,
+``onnx/model_qint8_avx2.onnx``, ``openvino/openvino_model.xml``, ...; inputs ``input_ids``,
+``attention_mask`` and, for BERT-style models, ``token_type_ids``; output
+``last_hidden_state``), so a folder loads with either library and either backend.
+
+An exported file that the engine cannot run here (an opset it does not know, an operator
+this CPU lacks, a corrupt graph) does not stop the model: it falls back to torch with one
+warning. A missing package or file is an error that names the extra or the files there.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal, Protocol
+
+import torch
+
+if TYPE_CHECKING:
+    from siamtext.model import SiamText
+
+logger = logging.getLogger(__name__)
+
+Backend = Literal["torch", "onnx", "openvino"]
+BACKENDS: tuple[str, ...] = ("torch", "onnx", "openvino")
+#: Sub-folder and default file of each exported backend, as sentence-transformers names them.
+FOLDERS = {"onnx": "onnx", "openvino": "openvino"}
+DEFAULT_FILES = {"onnx": "model.onnx", "openvino": "openvino_model.xml"}
+ONNX_DIR, ONNX_FILE = FOLDERS["onnx"], DEFAULT_FILES["onnx"]
+INSTALL_HINT = "pip install 'siamtext[onnx]'"
+
+
+def install_hint(backend: str) -> str:
+    """The pip command that installs ``backend``'s extra."""
+    return f"pip install 'siamtext[{backend}]'"
+
+
+class Engine(Protocol):
+    """A loaded exported transformer: a padded batch in, token embeddings out."""
+
+    path: Path
+
+    def __call__(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                 **inputs: torch.Tensor) -> torch.Tensor:
+        """Token embeddings ``(batch, seq, dim)``, float32 on the CPU."""
+        ...
+
+
+def require(backend: str, module: str):
+    """Import ``module`` for ``backend``; a missing one names the extra to install.
+
+    Raises:
+        ImportError: Naming ``pip install 'siamtext[<backend>]'``.
+    """
+    try:
+        return importlib.import_module(module)
+    except ImportError as err:
+        raise ImportError(f"backend={backend!r} needs {module.split('.')[0]}, which is not "
+                          f"installed: {install_hint(backend)}") from err
+
+
+def require_onnxruntime():
+    """Import and return ``onnxruntime`` (see :func:`require`)."""
+    return require("onnx", "onnxruntime")
+
+
+def find_file(folder: Path, backend: str, file_name: str | None = None) -> Path:
+    """The exported file of ``backend`` to load from a model folder.
+
+    Args:
+        folder: A model folder.
+        backend: ``"onnx"`` or ``"openvino"``.
+        file_name: A file under the backend's sub-folder (``"model_qint8_avx2.onnx"``) or a
+            path relative to ``folder`` (``"onnx/model_qint8_avx2.onnx"``). ``None``: the
+            default file (``onnx/model.onnx``, ``openvino/openvino_model.xml``).
+
+    Returns:
+        The file's path.
+
+    Raises:
+        FileNotFoundError: If there is no such file; the message lists the files of that
+            kind the folder holds.
+        ValueError: If ``file_name`` leads outside ``folder``.
+    """
+    sub, name = FOLDERS[backend], file_name or DEFAULT_FILES[backend]
+    candidates = [folder / name] if Path(name).parent != Path(".") else []
+    candidates += [folder / sub / name, folder / name]
+    root = os.path.normpath(folder)
+    for path in candidates:
+        # lexically: a Hub cache's snapshot files are symlinks to blobs elsewhere
+        if os.path.commonpath([root, os.path.normpath(path)]) != root:
+            raise ValueError(f"file_name={file_name!r} leads outside {folder}")
+        if path.is_file():
+            return path
+    suffix = Path(DEFAULT_FILES[backend]).suffix
+    found = sorted(p.relative_to(folder).as_posix() for p in folder.rglob(f"*{suffix}"))
+    looked = ", ".join(p.relative_to(folder).as_posix() for p in candidates[:2])
+    raise FileNotFoundError(
+        f"{folder} has no {backend} file {name!r} (looked for {looked}); "
+        + (f"{suffix} files there: {found}; pass one as file_name=" if found
+           else f"it holds no {suffix} file; export one with "
+                f"model.export({backend!r}, path=...)"))
+
+
+def backend_files(backend: str, file_name: str | None) -> tuple[str, ...]:
+    """The files of a Hub repo that ``backend`` with ``file_name`` needs, relative to the
+    repo's root: ``()`` for torch; an OpenVINO ``.xml`` comes with its ``.bin``."""
+    if backend == "torch" or backend not in FOLDERS:
+        return ()
+    name = file_name or DEFAULT_FILES[backend]
+    path = name if Path(name).parent != Path(".") else f"{FOLDERS[backend]}/{name}"
+    if path.endswith(".xml"):
+        return (path, path[:-4] + ".bin")
+    return (path,)
+
+
+def load_engine(model: SiamText, folder: Path, backend: str,
+                file_name: str | None) -> Engine | None:
+    """The engine for ``SiamText(folder, backend=..., file_name=...)``, or ``None`` (torch)
+    with one warning when the exported file cannot run here.
+
+    Raises:
+        ImportError: If the backend's package is missing (naming the extra).
+        FileNotFoundError: If the requested file is not in the folder.
+    """
+    module = importlib.import_module(f"siamtext.backends.{backend}")
+    try:
+        engine: Engine = module.load(model, folder, file_name)
+        module.check(engine, model)  # one tiny batch: kernels this CPU lacks fail here
+    except (ImportError, FileNotFoundError, ValueError):
+        raise
+    except Exception as err:  # the engine's own errors: opset, operator, graph, CPU
+        first = (str(err).strip().splitlines() or [""])[0][:300]
+        logger.warning("backend=%r cannot run the %s file of %s here (%s: %s); encoding "
+                       "with torch instead", backend, file_name or DEFAULT_FILES[backend],
+                       folder, type(err).__name__, first)
+        return None
+    return engine
+
+
+def save_engine(engine: Engine, backend: str, folder: Path) -> Path:
+    """Copy ``engine``'s exported file(s) into ``folder``'s backend sub-folder."""
+    return importlib.import_module(f"siamtext.backends.{backend}").save(engine, folder)
+
+
+__all__ = ["BACKENDS", "DEFAULT_FILES", "FOLDERS", "INSTALL_HINT", "ONNX_DIR", "ONNX_FILE",
+           "Backend", "Engine", "backend_files", "find_file", "install_hint", "load_engine",
+           "require", "require_onnxruntime", "save_engine"]

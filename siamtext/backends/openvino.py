@@ -1,0 +1,214 @@
+"""Run an exported transformer with OpenVINO on CPU, and write OpenVINO files.
+
+:class:`OpenVINOTransformer` stands in for the torch transformer inside
+:meth:`siamtext.SiamText.embed`, like the ONNX Runtime session of
+:mod:`siamtext.backends.onnx`. The IR is converted from the same ONNX graph
+(``ov.convert_model``), so it has the same inputs and the ``last_hidden_state`` output, and
+is saved in fp32 as ``openvino/openvino_model.xml`` + ``.bin``, the names
+sentence-transformers uses.
+
+int8 is static post-training quantisation with NNCF (``nncf.quantize``,
+``ModelType.TRANSFORMER``), calibrated on a few hundred texts: the scales are fixed, so an
+int8 embedding does not depend on its batch neighbours (ONNX Runtime's dynamic quantisation
+computes one scale per batch). It is saved as ``openvino/openvino_model_qint8_quantized.xml``
+as sentence-transformers' ``export_static_quantized_openvino_model`` names it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import sys
+import tempfile
+import threading
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+
+from siamtext.backends import DEFAULT_FILES, FOLDERS, find_file, require
+
+if TYPE_CHECKING:
+    from siamtext.model import SiamText
+
+logger = logging.getLogger(__name__)
+
+OV_DIR, OV_FILE = FOLDERS["openvino"], DEFAULT_FILES["openvino"]
+QUANTIZED_FILE = "openvino_model_qint8_quantized.xml"
+OUTPUT_NAMES = ("last_hidden_state", "token_embeddings")
+#: Calibration texts used per quantisation when the caller gives none.
+CALIBRATION_SIZE = 300
+
+
+def require_openvino():
+    """Import and return ``openvino``; a missing one names ``siamtext[openvino]``."""
+    return require("openvino", "openvino")
+
+
+def _threads() -> int:
+    return max(1, torch.get_num_threads())  # physical cores by default, like torch
+
+
+class OpenVINOTransformer:
+    """A compiled OpenVINO model that maps a padded batch to token embeddings.
+
+    Each thread gets its own infer request (a request is not safe to share), so calls from
+    several threads run side by side.
+
+    Args:
+        path: The IR ``.xml`` (with its ``.bin`` beside it) or an ``.onnx`` file.
+        threads: Inference threads; ``None``: torch's thread count (the physical cores).
+
+    Raises:
+        ImportError: If openvino is not installed.
+        ValueError: If the graph has no token-embedding output.
+    """
+
+    def __init__(self, path: str | Path, *, threads: int | None = None) -> None:
+        ov = require_openvino()
+        self.path = Path(path)
+        self._tmp: object | None = None  # keeps a temporary export folder alive
+        core = ov.Core()
+        model = core.read_model(str(self.path))
+        outputs = {name: i for i, out in enumerate(model.outputs) for name in out.get_names()}
+        names = [n for n in OUTPUT_NAMES if n in outputs]
+        if not names:
+            raise ValueError(f"{self.path}: the graph has no {' or '.join(OUTPUT_NAMES)} "
+                             f"output (outputs: {sorted(outputs)})")
+        self._output = outputs[names[0]]
+        # fp32 arithmetic: on CPUs with bf16 units OpenVINO would otherwise pick bf16
+        self.compiled = core.compile_model(model, "CPU", {
+            "INFERENCE_NUM_THREADS": threads or _threads(),
+            "PERFORMANCE_HINT": "LATENCY",
+            "INFERENCE_PRECISION_HINT": "f32",
+        })
+        self.input_names = [i.get_any_name() for i in self.compiled.inputs]
+        self._local = threading.local()
+
+    def _request(self):
+        request = getattr(self._local, "request", None)
+        if request is None:
+            request = self._local.request = self.compiled.create_infer_request()
+        return request
+
+    def __call__(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                 **inputs: torch.Tensor) -> torch.Tensor:
+        """Token embeddings ``(batch, seq, dim)`` (float32, CPU) of a padded batch."""
+        given = {"input_ids": input_ids, "attention_mask": attention_mask, **inputs}
+        feed: dict[str, np.ndarray] = {}
+        for name in self.input_names:
+            value = given.get(name)
+            if value is None and name == "token_type_ids":
+                value = torch.zeros_like(input_ids)
+            if value is None:
+                raise ValueError(f"{self.path}: the graph needs input {name!r}, which the "
+                                 f"tokenizer does not give (it gives {sorted(given)})")
+            feed[name] = value.detach().cpu().numpy().astype(np.int64, copy=False)
+        result = self._request().infer(feed)
+        # the request reuses its output buffer at the next call: copy out
+        return torch.from_numpy(np.array(result[self._output], dtype=np.float32, copy=True))
+
+    def __repr__(self) -> str:
+        return f"OpenVINOTransformer({str(self.path)!r})"
+
+
+def load(model: SiamText, folder: Path, file_name: str | None) -> OpenVINOTransformer:
+    """The compiled model for ``SiamText(folder, backend="openvino", file_name=...)``.
+
+    A folder with no OpenVINO file, asked for the default one, is converted on the fly (from
+    its ``onnx/model.onnx`` when there is one, else from the torch weights) into a temporary
+    folder, with a warning to save it.
+    """
+    require_openvino()
+    try:
+        return OpenVINOTransformer(find_file(folder, "openvino", file_name))
+    except FileNotFoundError:
+        if file_name is not None or any((folder / OV_DIR).glob("*.xml")):
+            raise
+    logger.warning("%s has no %s/%s: converting it now; save_pretrained() keeps it for next "
+                   "time.", folder, OV_DIR, OV_FILE)
+    tmp = tempfile.TemporaryDirectory(prefix="siamtext-openvino-")
+    engine = OpenVINOTransformer(export_ir(model, Path(tmp.name) / OV_FILE))
+    engine._tmp = tmp  # removed with the engine
+    return engine
+
+
+def check(engine: OpenVINOTransformer, model: SiamText) -> None:
+    """Run one tiny batch, so that a kernel this CPU lacks fails at load, not mid-corpus."""
+    engine(**model.tokenize(["check"]))
+
+
+def save(engine: OpenVINOTransformer, folder: Path) -> Path:
+    """Copy the engine's ``.xml`` and ``.bin`` to ``folder/openvino/``."""
+    import shutil
+
+    target_dir = folder / OV_DIR
+    target_dir.mkdir(parents=True, exist_ok=True)
+    source = engine.path
+    for part in (source, source.with_suffix(".bin")):
+        target = target_dir / part.name
+        if part.is_file() and part.resolve() != target.resolve():
+            shutil.copyfile(part, target)
+    return target_dir / source.name
+
+
+def export_ir(model: SiamText, path: Path) -> Path:
+    """Write ``model``'s transformer as an fp32 OpenVINO IR (``path`` ``.xml`` + ``.bin``),
+    converted from its ONNX graph."""
+    ov = require_openvino()
+    from siamtext.backends.export import export_onnx
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="siamtext-onnx-") as tmp:
+        onnx_path = export_onnx(model, Path(tmp) / "model.onnx")
+        ov.save_model(ov.convert_model(str(onnx_path)), str(path), compress_to_fp16=False)
+    return path
+
+
+def quantize_ir(model: SiamText, source: Path, target: Path,
+                calibration_texts: list[str] | None = None, batch_size: int = 16) -> Path:
+    """Static int8 quantisation of an fp32 IR with NNCF, calibrated on ``calibration_texts``
+    (default: the demo intents and questions shipped with siamtext)."""
+    ov = require_openvino()
+    nncf = require("openvino", "nncf")
+    texts = list(calibration_texts) if calibration_texts is not None else _default_calibration()
+    if not texts or not all(isinstance(t, str) for t in texts):
+        raise ValueError("calibration_texts must be a non-empty list of strings")
+    ir = ov.Core().read_model(str(source))
+    names = [i.get_any_name() for i in ir.inputs]
+    batches = []
+    for start in range(0, len(texts), batch_size):
+        batch = model.tokenize(texts[start : start + batch_size])
+        batches.append({n: batch[n].numpy().astype(np.int64) if n in batch
+                        else np.zeros_like(batch["input_ids"].numpy(), dtype=np.int64)
+                        for n in names})
+    # NNCF draws its progress bars on stdout, which the CLI keeps for results
+    with contextlib.redirect_stdout(sys.stderr):
+        quantized = nncf.quantize(ir, nncf.Dataset(batches),
+                                  model_type=nncf.ModelType.TRANSFORMER,
+                                  subset_size=len(batches))
+    ov.save_model(quantized, str(target), compress_to_fp16=False)
+    return target
+
+
+def _default_calibration() -> list[str]:
+    from siamtext.demo import load_demo_intents, load_demo_questions
+
+    return (load_demo_intents()[0] + load_demo_questions())[:CALIBRATION_SIZE]
+
+
+def export(model: SiamText, folder: Path, quantize: str | None,
+           calibration_texts: list[str] | None) -> Path:
+    """Write ``openvino/openvino_model.xml`` (and the int8 IR when asked) into a saved
+    model folder; returns the file to load."""
+    fp32 = folder / OV_DIR / OV_FILE
+    if not fp32.is_file() or model.backend != "openvino":
+        export_ir(model, fp32)
+    if quantize is None:
+        return fp32
+    return quantize_ir(model, fp32, folder / OV_DIR / QUANTIZED_FILE, calibration_texts)
+
+
+__all__ = ["OpenVINOTransformer", "QUANTIZED_FILE", "check", "export", "export_ir", "load",
+           "quantize_ir", "require_openvino", "save"]
