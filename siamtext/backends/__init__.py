@@ -24,6 +24,7 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal, Protocol
 
+import numpy as np
 import torch
 
 if TYPE_CHECKING:
@@ -124,6 +125,25 @@ def backend_files(backend: str, file_name: str | None) -> tuple[str, ...]:
     return (path,)
 
 
+def graph_inputs(names: list[str], path: Path, **given: torch.Tensor) -> dict[str, np.ndarray]:
+    """The int64 arrays an exported graph with inputs ``names`` takes, from a padded batch;
+    a graph that wants ``token_type_ids`` the tokenizer did not give gets zeros.
+
+    Raises:
+        ValueError: If the graph needs an input the batch lacks.
+    """
+    feed: dict[str, np.ndarray] = {}
+    for name in names:
+        value = given.get(name)
+        if value is None and name == "token_type_ids":
+            value = torch.zeros_like(given["input_ids"])
+        if value is None:
+            raise ValueError(f"{path}: the graph needs input {name!r}, which the tokenizer "
+                             f"does not give (it gives {sorted(given)})")
+        feed[name] = value.detach().cpu().numpy().astype(np.int64, copy=False)
+    return feed
+
+
 def load_engine(model: SiamText, folder: Path, backend: str,
                 file_name: str | None) -> Engine | None:
     """The engine for ``SiamText(folder, backend=..., file_name=...)``, or ``None`` (torch)
@@ -154,5 +174,6 @@ def save_engine(engine: Engine, backend: str, folder: Path) -> Path:
 
 
 __all__ = ["BACKENDS", "DEFAULT_FILES", "FOLDERS", "INSTALL_HINT", "ONNX_DIR", "ONNX_FILE",
-           "Backend", "Engine", "backend_files", "find_file", "install_hint", "load_engine",
+           "Backend", "Engine", "backend_files", "find_file", "graph_inputs", "install_hint",
+           "load_engine",
            "require", "require_onnxruntime", "save_engine"]

@@ -13,10 +13,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import torch
 
-from siamtext.backends import ONNX_DIR, ONNX_FILE, find_file, require_onnxruntime
+from siamtext.backends import ONNX_DIR, ONNX_FILE, find_file, graph_inputs, require_onnxruntime
 
 OUTPUT_NAMES = ("last_hidden_state", "token_embeddings")
 
@@ -73,16 +72,8 @@ class OnnxTransformer:
     def __call__(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
                  **inputs: torch.Tensor) -> torch.Tensor:
         """Token embeddings ``(batch, seq, dim)`` (float32, CPU) of a padded batch."""
-        given = {"input_ids": input_ids, "attention_mask": attention_mask, **inputs}
-        feed: dict[str, np.ndarray] = {}
-        for name in self.input_names:
-            value = given.get(name)
-            if value is None and name == "token_type_ids":
-                value = torch.zeros_like(input_ids)
-            if value is None:
-                raise ValueError(f"{self.path}: the graph needs input {name!r}, which the "
-                                 f"tokenizer does not give (it gives {sorted(given)})")
-            feed[name] = value.detach().cpu().numpy().astype(np.int64, copy=False)
+        feed = graph_inputs(self.input_names, self.path, input_ids=input_ids,
+                            attention_mask=attention_mask, **inputs)
         (hidden,) = self.session.run([self.output_name], feed)
         return torch.from_numpy(hidden)
 

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
-from siamtext.backends import DEFAULT_FILES, FOLDERS, find_file, require
+from siamtext.backends import DEFAULT_FILES, FOLDERS, find_file, graph_inputs, require
 
 if TYPE_CHECKING:
     from siamtext.model import SiamText
@@ -95,16 +95,8 @@ class OpenVINOTransformer:
     def __call__(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
                  **inputs: torch.Tensor) -> torch.Tensor:
         """Token embeddings ``(batch, seq, dim)`` (float32, CPU) of a padded batch."""
-        given = {"input_ids": input_ids, "attention_mask": attention_mask, **inputs}
-        feed: dict[str, np.ndarray] = {}
-        for name in self.input_names:
-            value = given.get(name)
-            if value is None and name == "token_type_ids":
-                value = torch.zeros_like(input_ids)
-            if value is None:
-                raise ValueError(f"{self.path}: the graph needs input {name!r}, which the "
-                                 f"tokenizer does not give (it gives {sorted(given)})")
-            feed[name] = value.detach().cpu().numpy().astype(np.int64, copy=False)
+        feed = graph_inputs(self.input_names, self.path, input_ids=input_ids,
+                            attention_mask=attention_mask, **inputs)
         result = self._request().infer(feed)
         # the request reuses its output buffer at the next call: copy out
         return torch.from_numpy(np.array(result[self._output], dtype=np.float32, copy=True))
