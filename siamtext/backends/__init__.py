@@ -27,6 +27,8 @@ from typing import TYPE_CHECKING, Literal, Protocol
 import numpy as np
 import torch
 
+from siamtext import extras
+
 if TYPE_CHECKING:
     from siamtext.model import SiamText
 
@@ -38,12 +40,6 @@ BACKENDS: tuple[str, ...] = ("torch", "onnx", "openvino")
 FOLDERS = {"onnx": "onnx", "openvino": "openvino"}
 DEFAULT_FILES = {"onnx": "model.onnx", "openvino": "openvino_model.xml"}
 ONNX_DIR, ONNX_FILE = FOLDERS["onnx"], DEFAULT_FILES["onnx"]
-INSTALL_HINT = "pip install 'siamtext[onnx]'"
-
-
-def install_hint(backend: str) -> str:
-    """The pip command that installs ``backend``'s extra."""
-    return f"pip install 'siamtext[{backend}]'"
 
 
 class Engine(Protocol):
@@ -58,16 +54,9 @@ class Engine(Protocol):
 
 
 def require(backend: str, module: str):
-    """Import ``module`` for ``backend``; a missing one names the extra to install.
-
-    Raises:
-        ImportError: Naming ``pip install 'siamtext[<backend>]'``.
-    """
-    try:
-        return importlib.import_module(module)
-    except ImportError as err:
-        raise ImportError(f"backend={backend!r} needs {module.split('.')[0]}, which is not "
-                          f"installed: {install_hint(backend)}") from err
+    """Import ``module`` for ``backend``; a missing one names ``siamtext[<backend>]``
+    (:func:`siamtext.extras.require`)."""
+    return extras.require(module, backend, f"backend={backend!r}")
 
 
 def require_onnxruntime():
@@ -173,7 +162,7 @@ def save_engine(engine: Engine, backend: str, folder: Path) -> Path:
     return importlib.import_module(f"siamtext.backends.{backend}").save(engine, folder)
 
 
-__all__ = ["BACKENDS", "DEFAULT_FILES", "FOLDERS", "INSTALL_HINT", "ONNX_DIR", "ONNX_FILE",
+__all__ = ["BACKENDS", "DEFAULT_FILES", "FOLDERS", "ONNX_DIR", "ONNX_FILE",
            "Backend", "Engine", "backend_files", "find_file", "graph_inputs", "install_hint",
            "load_engine",
            "require", "require_onnxruntime", "save_engine"]

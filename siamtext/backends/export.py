@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING, Literal
 import torch
 from torch import nn
 
-from siamtext.backends import INSTALL_HINT, ONNX_DIR, ONNX_FILE, require, require_onnxruntime
+from siamtext.backends import ONNX_DIR, ONNX_FILE, require, require_onnxruntime
 
 if TYPE_CHECKING:
     from siamtext.model import SiamText
@@ -72,10 +72,7 @@ def require_onnx() -> None:
         ImportError: Naming the extra to install.
     """
     require_onnxruntime()
-    try:
-        import onnx  # noqa: F401
-    except ImportError as err:
-        raise ImportError(f"exporting to ONNX needs the onnx package: {INSTALL_HINT}") from err
+    require("onnx", "onnx")
 
 
 def isa_suffix() -> str:

@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from siamtext.classify.search import _progress, _unique_sorted_pairs
+from siamtext.extras import require
 
 logger = logging.getLogger(__name__)
 
@@ -84,7 +85,7 @@ def faiss_pairs(
         ValueError: For a ``recall_target`` outside (0, 1], or ``top_k=None`` with no
             threshold (every pair of the corpus).
     """
-    faiss = _import_faiss()
+    faiss = require("faiss", "faiss", "method='faiss'", "pip install faiss-cpu / faiss-gpu")
     if not 0 < recall_target <= 1:
         raise ValueError(f"recall_target must be in (0, 1], got {recall_target!r}")
     if top_k is None and threshold <= -1:
@@ -158,15 +159,6 @@ class _Search:
         for i, j in zip(q[keep].tolist(), c[keep].tolist(), strict=True):
             found[i].add(j)
         return found
-
-
-def _import_faiss() -> Any:
-    try:
-        import faiss
-    except ImportError as err:
-        raise ImportError("method='faiss' needs faiss: pip install 'siamtext[faiss]' "
-                          "(or faiss-cpu / faiss-gpu)") from err
-    return faiss
 
 
 def _depths(faiss: Any, index: Any, k: int) -> list[int]:

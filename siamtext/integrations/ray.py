@@ -13,12 +13,14 @@ on the head node, or submit it with ``ray job submit -- python script.py``.
 
 from __future__ import annotations
 
+import importlib
 import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from siamtext.extras import require
 from siamtext.validation import check_positive_int
 
 if TYPE_CHECKING:
@@ -28,13 +30,8 @@ if TYPE_CHECKING:
 
 
 def _import_ray() -> Any:
-    try:
-        import ray
-        import ray.data  # noqa: F401
-    except ImportError as err:
-        raise ImportError("siamtext.integrations.ray needs Ray Data: pip install "
-                          "'siamtext[ray]' (or pip install 'ray[data]')") from err
-    return ray
+    require("ray.data", "ray", "siamtext.integrations.ray", "pip install 'ray[data]'")
+    return importlib.import_module("ray")
 
 
 def embed(ds: ray.data.Dataset, model: SiamText | str | Path, column: str = "text", *,
