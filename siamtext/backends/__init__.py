@@ -21,6 +21,8 @@ from __future__ import annotations
 import importlib
 import logging
 import os
+import shutil
+import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal, Protocol
 
@@ -40,6 +42,10 @@ BACKENDS: tuple[str, ...] = ("torch", "onnx", "openvino")
 FOLDERS = {"onnx": "onnx", "openvino": "openvino"}
 DEFAULT_FILES = {"onnx": "model.onnx", "openvino": "openvino_model.xml"}
 ONNX_DIR, ONNX_FILE = FOLDERS["onnx"], DEFAULT_FILES["onnx"]
+# files that show a folder already holds an export of the backend (none: export on the fly)
+_EXPORTED = {"onnx": "**/*.onnx", "openvino": "openvino/*.xml"}
+#: The token-embedding output of an exported graph, by the names it may have.
+OUTPUT_NAMES = ("last_hidden_state", "token_embeddings")
 
 
 class Engine(Protocol):
@@ -51,6 +57,25 @@ class Engine(Protocol):
                  **inputs: torch.Tensor) -> torch.Tensor:
         """Token embeddings ``(batch, seq, dim)``, float32 on the CPU."""
         ...
+
+
+def default_threads() -> int:
+    """An engine's intra-op threads: torch's count, which defaults to the physical cores
+    (hyper-threads slow dense kernels down) and follows ``torch.set_num_threads``."""
+    return max(1, torch.get_num_threads())
+
+
+def output_name(path: Path, outputs: list[str]) -> str:
+    """The graph output that holds the token embeddings.
+
+    Raises:
+        ValueError: If the graph has none of :data:`OUTPUT_NAMES`.
+    """
+    names = [n for n in OUTPUT_NAMES if n in outputs]
+    if not names:
+        raise ValueError(f"{path}: the graph has no {' or '.join(OUTPUT_NAMES)} output "
+                         f"(outputs: {sorted(outputs)})")
+    return names[0]
 
 
 def require(backend: str, module: str):
@@ -102,16 +127,22 @@ def find_file(folder: Path, backend: str, file_name: str | None = None) -> Path:
                 f"model.export({backend!r}, path=...)"))
 
 
+def companions(backend: str, name: str) -> list[str]:
+    """The files an exported file ``name`` needs beside it: an OpenVINO ``.xml``'s ``.bin``
+    weights, an ONNX graph's external-data file (when it has one)."""
+    if backend == "openvino":
+        return [str(Path(name).with_suffix(".bin"))]
+    return [name + ".data", name + "_data"]
+
+
 def backend_files(backend: str, file_name: str | None) -> tuple[str, ...]:
     """The files of a Hub repo that ``backend`` with ``file_name`` needs, relative to the
     repo's root: ``()`` for torch; an OpenVINO ``.xml`` comes with its ``.bin``."""
-    if backend == "torch" or backend not in FOLDERS:
+    if backend not in FOLDERS:
         return ()
     name = file_name or DEFAULT_FILES[backend]
     path = name if Path(name).parent != Path(".") else f"{FOLDERS[backend]}/{name}"
-    if path.endswith(".xml"):
-        return (path, path[:-4] + ".bin")
-    return (path,)
+    return (path, *companions(backend, path)) if backend == "openvino" else (path,)
 
 
 def graph_inputs(names: list[str], path: Path, **given: torch.Tensor) -> dict[str, np.ndarray]:
@@ -138,14 +169,27 @@ def load_engine(model: SiamText, folder: Path, backend: str,
     """The engine for ``SiamText(folder, backend=..., file_name=...)``, or ``None`` (torch)
     with one warning when the exported file cannot run here.
 
+    A folder with no file of the backend at all, asked for the default file, is exported on
+    the fly to a temporary folder (as sentence-transformers does), with a warning to save
+    it; otherwise the file must exist. One tiny batch is run at load, so that a kernel this
+    CPU lacks fails here, not in the middle of a corpus.
+
     Raises:
         ImportError: If the backend's package is missing (naming the extra).
         FileNotFoundError: If the requested file is not in the folder.
     """
     module = importlib.import_module(f"siamtext.backends.{backend}")
+    module.require_engine()
     try:
-        engine: Engine = module.load(model, folder, file_name)
-        module.check(engine, model)  # one tiny batch: kernels this CPU lacks fail here
+        path: Path | None = find_file(folder, backend, file_name)
+    except FileNotFoundError:
+        if file_name is not None or any(folder.glob(_EXPORTED[backend])):
+            raise
+        path = None
+    try:
+        engine = module.ENGINE(path) if path is not None else _export_now(model, folder,
+                                                                           backend, module)
+        engine(**model.tokenize(["check"]))
     except (ImportError, FileNotFoundError, ValueError):
         raise
     except Exception as err:  # the engine's own errors: opset, operator, graph, CPU
@@ -157,12 +201,29 @@ def load_engine(model: SiamText, folder: Path, backend: str,
     return engine
 
 
+def _export_now(model: SiamText, folder: Path, backend: str, module) -> Engine:
+    logger.warning("%s has no %s/%s: exporting it now; save_pretrained() keeps it for next "
+                   "time.", folder, FOLDERS[backend], DEFAULT_FILES[backend])
+    tmp = tempfile.TemporaryDirectory(prefix=f"siamtext-{backend}-")
+    engine = module.ENGINE(module.export_file(model, Path(tmp.name) / DEFAULT_FILES[backend]))
+    engine._tmp = tmp  # removed with the engine
+    return engine
+
+
 def save_engine(engine: Engine, backend: str, folder: Path) -> Path:
-    """Copy ``engine``'s exported file(s) into ``folder``'s backend sub-folder."""
-    return importlib.import_module(f"siamtext.backends.{backend}").save(engine, folder)
+    """Copy ``engine``'s exported file, and the files it needs beside it, into ``folder``'s
+    backend sub-folder; returns the copy of the file."""
+    target_dir = folder / FOLDERS[backend]
+    target_dir.mkdir(parents=True, exist_ok=True)
+    source = engine.path
+    for name in (source.name, *companions(backend, source.name)):
+        part, target = source.with_name(name), target_dir / name
+        if part.is_file() and part.resolve() != target.resolve():
+            shutil.copyfile(part, target)
+    return target_dir / source.name
 
 
-__all__ = ["BACKENDS", "DEFAULT_FILES", "FOLDERS", "ONNX_DIR", "ONNX_FILE",
-           "Backend", "Engine", "backend_files", "find_file", "graph_inputs", "install_hint",
-           "load_engine",
-           "require", "require_onnxruntime", "save_engine"]
+__all__ = ["BACKENDS", "DEFAULT_FILES", "FOLDERS", "ONNX_DIR", "ONNX_FILE", "OUTPUT_NAMES",
+           "Backend", "Engine", "backend_files", "companions", "default_threads", "find_file",
+           "graph_inputs", "load_engine", "output_name", "require", "require_onnxruntime",
+           "save_engine"]

@@ -15,9 +15,14 @@ from pathlib import Path
 
 import torch
 
-from siamtext.backends import ONNX_DIR, ONNX_FILE, find_file, graph_inputs, require_onnxruntime
-
-OUTPUT_NAMES = ("last_hidden_state", "token_embeddings")
+from siamtext.backends import (
+    default_threads,
+    find_file,
+    graph_inputs,
+    output_name,
+    require_onnxruntime,
+)
+from siamtext.backends.export import export_onnx as export_file
 
 
 def find_onnx_file(folder: Path, file_name: str | None = None) -> Path:
@@ -25,10 +30,9 @@ def find_onnx_file(folder: Path, file_name: str | None = None) -> Path:
     return find_file(folder, "onnx", file_name)
 
 
-def default_threads() -> int:
-    """Intra-op threads: torch's count, which defaults to the physical cores (hyper-threads
-    slow dense kernels down) and follows ``torch.set_num_threads``."""
-    return max(1, torch.get_num_threads())
+def require_engine() -> None:
+    """Check that ONNX Runtime is there (naming ``siamtext[onnx]`` when it is not)."""
+    require_onnxruntime()
 
 
 class OnnxTransformer:
@@ -37,7 +41,7 @@ class OnnxTransformer:
     Args:
         path: The ``.onnx`` file (inputs ``input_ids``, ``attention_mask`` and optionally
             ``token_type_ids``; output ``last_hidden_state`` or ``token_embeddings``).
-        threads: Intra-op threads; ``None``: :func:`default_threads`.
+        threads: Intra-op threads; ``None``: :func:`~siamtext.backends.default_threads`.
         providers: ONNX Runtime execution providers; ``None``: CPU.
 
     Raises:
@@ -62,12 +66,7 @@ class OnnxTransformer:
         self.session = ort.InferenceSession(
             str(self.path), options, providers=providers or ["CPUExecutionProvider"])
         self.input_names = [i.name for i in self.session.get_inputs()]
-        outputs = [o.name for o in self.session.get_outputs()]
-        names = [n for n in OUTPUT_NAMES if n in outputs]
-        if not names:
-            raise ValueError(f"{self.path}: the graph has no {' or '.join(OUTPUT_NAMES)} "
-                             f"output (outputs: {outputs})")
-        self.output_name = names[0]
+        self.output_name = output_name(self.path, [o.name for o in self.session.get_outputs()])
 
     def __call__(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
                  **inputs: torch.Tensor) -> torch.Tensor:
@@ -81,54 +80,7 @@ class OnnxTransformer:
         return f"OnnxTransformer({str(self.path)!r})"
 
 
-def load(model: object, folder: Path, file_name: str | None) -> OnnxTransformer:
-    """The session for ``SiamText(folder, backend="onnx", file_name=...)``.
+#: What :func:`siamtext.backends.load_engine` builds from a file.
+ENGINE = OnnxTransformer
 
-    A folder with no ONNX file at all, asked for the default file, is exported on the fly
-    to a temporary folder (as sentence-transformers does), with a warning to save it;
-    otherwise the file must exist.
-    """
-    try:
-        path = find_onnx_file(folder, file_name)
-    except FileNotFoundError:
-        if file_name is not None or any(folder.rglob("*.onnx")):
-            raise
-        path = None
-    if path is not None:
-        return OnnxTransformer(path)
-    import logging
-    import tempfile
-
-    from siamtext.backends.export import export_onnx
-
-    logging.getLogger(__name__).warning(
-        "%s has no %s/%s: exporting it now; save_pretrained() keeps it for next time.",
-        folder, ONNX_DIR, ONNX_FILE)
-    tmp = tempfile.TemporaryDirectory(prefix="siamtext-onnx-")
-    session = OnnxTransformer(export_onnx(model, Path(tmp.name) / ONNX_FILE))  # type: ignore[arg-type]
-    session._tmp = tmp  # removed with the session
-    return session
-
-
-def check(engine: OnnxTransformer, model: object) -> None:
-    """Run one tiny batch, so that a kernel this CPU lacks fails at load, not mid-corpus."""
-    batch = model.tokenize(["check"])  # type: ignore[attr-defined]
-    engine(**batch)
-
-
-def save(engine: OnnxTransformer, folder: Path) -> Path:
-    """Copy the session's file (and any external-data file beside it) to ``folder/onnx/``."""
-    import shutil
-
-    target_dir = folder / ONNX_DIR
-    target_dir.mkdir(parents=True, exist_ok=True)
-    source = engine.path
-    for extra in (source, *source.parent.glob(source.name + ".data"),
-                  *source.parent.glob(source.name + "_data")):
-        target = target_dir / extra.name
-        if extra.resolve() != target.resolve():
-            shutil.copyfile(extra, target)
-    return target_dir / source.name
-
-
-__all__ = ["OnnxTransformer", "check", "default_threads", "find_onnx_file", "load", "save"]
+__all__ = ["ENGINE", "OnnxTransformer", "export_file", "find_onnx_file", "require_engine"]

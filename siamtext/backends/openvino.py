@@ -17,7 +17,6 @@ as sentence-transformers' ``export_static_quantized_openvino_model`` names it.
 from __future__ import annotations
 
 import contextlib
-import logging
 import sys
 import tempfile
 import threading
@@ -27,16 +26,20 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
-from siamtext.backends import DEFAULT_FILES, FOLDERS, find_file, graph_inputs, require
+from siamtext.backends import (
+    DEFAULT_FILES,
+    FOLDERS,
+    default_threads,
+    graph_inputs,
+    output_name,
+    require,
+)
 
 if TYPE_CHECKING:
     from siamtext.model import SiamText
 
-logger = logging.getLogger(__name__)
-
 OV_DIR, OV_FILE = FOLDERS["openvino"], DEFAULT_FILES["openvino"]
 QUANTIZED_FILE = "openvino_model_qint8_quantized.xml"
-OUTPUT_NAMES = ("last_hidden_state", "token_embeddings")
 #: Calibration texts used per quantisation when the caller gives none.
 CALIBRATION_SIZE = 300
 
@@ -46,8 +49,9 @@ def require_openvino():
     return require("openvino", "openvino")
 
 
-def _threads() -> int:
-    return max(1, torch.get_num_threads())  # physical cores by default, like torch
+def require_engine() -> None:
+    """Check that OpenVINO is there (naming ``siamtext[openvino]`` when it is not)."""
+    require_openvino()
 
 
 class OpenVINOTransformer:
@@ -58,7 +62,7 @@ class OpenVINOTransformer:
 
     Args:
         path: The IR ``.xml`` (with its ``.bin`` beside it) or an ``.onnx`` file.
-        threads: Inference threads; ``None``: torch's thread count (the physical cores).
+        threads: Inference threads; ``None``: :func:`~siamtext.backends.default_threads`.
 
     Raises:
         ImportError: If openvino is not installed.
@@ -72,14 +76,10 @@ class OpenVINOTransformer:
         core = ov.Core()
         model = core.read_model(str(self.path))
         outputs = {name: i for i, out in enumerate(model.outputs) for name in out.get_names()}
-        names = [n for n in OUTPUT_NAMES if n in outputs]
-        if not names:
-            raise ValueError(f"{self.path}: the graph has no {' or '.join(OUTPUT_NAMES)} "
-                             f"output (outputs: {sorted(outputs)})")
-        self._output = outputs[names[0]]
+        self._output = outputs[output_name(self.path, list(outputs))]
         # fp32 arithmetic: on CPUs with bf16 units OpenVINO would otherwise pick bf16
         self.compiled = core.compile_model(model, "CPU", {
-            "INFERENCE_NUM_THREADS": threads or _threads(),
+            "INFERENCE_NUM_THREADS": threads or default_threads(),
             "PERFORMANCE_HINT": "LATENCY",
             "INFERENCE_PRECISION_HINT": "f32",
         })
@@ -103,46 +103,6 @@ class OpenVINOTransformer:
 
     def __repr__(self) -> str:
         return f"OpenVINOTransformer({str(self.path)!r})"
-
-
-def load(model: SiamText, folder: Path, file_name: str | None) -> OpenVINOTransformer:
-    """The compiled model for ``SiamText(folder, backend="openvino", file_name=...)``.
-
-    A folder with no OpenVINO file, asked for the default one, is converted on the fly (from
-    its ``onnx/model.onnx`` when there is one, else from the torch weights) into a temporary
-    folder, with a warning to save it.
-    """
-    require_openvino()
-    try:
-        return OpenVINOTransformer(find_file(folder, "openvino", file_name))
-    except FileNotFoundError:
-        if file_name is not None or any((folder / OV_DIR).glob("*.xml")):
-            raise
-    logger.warning("%s has no %s/%s: converting it now; save_pretrained() keeps it for next "
-                   "time.", folder, OV_DIR, OV_FILE)
-    tmp = tempfile.TemporaryDirectory(prefix="siamtext-openvino-")
-    engine = OpenVINOTransformer(export_ir(model, Path(tmp.name) / OV_FILE))
-    engine._tmp = tmp  # removed with the engine
-    return engine
-
-
-def check(engine: OpenVINOTransformer, model: SiamText) -> None:
-    """Run one tiny batch, so that a kernel this CPU lacks fails at load, not mid-corpus."""
-    engine(**model.tokenize(["check"]))
-
-
-def save(engine: OpenVINOTransformer, folder: Path) -> Path:
-    """Copy the engine's ``.xml`` and ``.bin`` to ``folder/openvino/``."""
-    import shutil
-
-    target_dir = folder / OV_DIR
-    target_dir.mkdir(parents=True, exist_ok=True)
-    source = engine.path
-    for part in (source, source.with_suffix(".bin")):
-        target = target_dir / part.name
-        if part.is_file() and part.resolve() != target.resolve():
-            shutil.copyfile(part, target)
-    return target_dir / source.name
 
 
 def export_ir(model: SiamText, path: Path) -> Path:
@@ -190,6 +150,11 @@ def _default_calibration() -> list[str]:
     return (load_demo_intents()[0] + load_demo_questions())[:CALIBRATION_SIZE]
 
 
+#: What :func:`siamtext.backends.load_engine` builds from a file, and how it writes one.
+ENGINE = OpenVINOTransformer
+export_file = export_ir
+
+
 def export(model: SiamText, folder: Path, quantize: str | None,
            calibration_texts: list[str] | None) -> Path:
     """Write ``openvino/openvino_model.xml`` (and the int8 IR when asked) into a saved
@@ -202,5 +167,5 @@ def export(model: SiamText, folder: Path, quantize: str | None,
     return quantize_ir(model, fp32, folder / OV_DIR / QUANTIZED_FILE, calibration_texts)
 
 
-__all__ = ["OpenVINOTransformer", "QUANTIZED_FILE", "check", "export", "export_ir", "load",
-           "quantize_ir", "require_openvino", "save"]
+__all__ = ["ENGINE", "OpenVINOTransformer", "QUANTIZED_FILE", "export", "export_file",
+           "export_ir", "quantize_ir", "require_engine", "require_openvino"]

@@ -84,7 +84,7 @@ def test_missing_file_lists_what_exists(tiny_onnx_dir):
 
 
 def test_folder_without_onnx_is_exported_on_the_fly(tiny_model, tiny_bert_dir, caplog):
-    with caplog.at_level(logging.WARNING, logger="siamtext.backends.onnx"):
+    with caplog.at_level(logging.WARNING, logger="siamtext.backends"):
         model = SiamText(tiny_bert_dir, backend="onnx")
     assert "exporting it now" in caplog.text
     assert not any(tiny_bert_dir.rglob("*.onnx"))  # the source folder is left alone
