@@ -159,6 +159,11 @@ class SiamText(HubMixin, nn.Module):
             self._engine = load_engine(self, folder, backend, file_name)
         self.backend: Backend = backend if self._engine is not None else "torch"
 
+    @property
+    def file_name(self) -> str | None:
+        """The exported file the engine runs (``"model_qint8_avx2.onnx"``), ``None`` on torch."""
+        return self._engine.path.name if self._engine is not None else None
+
     @classmethod
     def from_pretrained(cls, model_name_or_path: str | Path = DEFAULT_MODEL, **kwargs) -> SiamText:
         """Load a model; the same as ``SiamText(model_name_or_path, **kwargs)``.

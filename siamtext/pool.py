@@ -29,13 +29,18 @@ logger = logging.getLogger(__name__)
 _worker: dict[str, Any] = {}  # the model of this worker process
 
 
-def check_devices(devices: object) -> list[torch.device]:
+def check_devices(devices: object, cpu_only: str | None = None) -> list[torch.device]:
     """Return ``devices`` as torch devices, each one usable here.
+
+    Args:
+        devices: The devices to check.
+        cpu_only: What runs on CPU only (``"backend='onnx'"``); a device of another type
+            is then refused, naming it.
 
     Raises:
         TypeError: If ``devices`` is not a list of device names or ``torch.device``.
-        ValueError: For an empty list, an unknown device name, or a CUDA device this
-            machine does not have.
+        ValueError: For an empty list, an unknown device name, a CUDA device this
+            machine does not have, or with ``cpu_only`` a device that is not a CPU.
     """
     if isinstance(devices, (str, torch.device)) or not isinstance(devices, Sequence):
         raise TypeError(f"devices must be a list of devices, e.g. ['cuda:0', 'cuda:1'] or "
@@ -48,6 +53,9 @@ def check_devices(devices: object) -> list[torch.device]:
             device = torch.device(d)
         except (RuntimeError, TypeError) as err:
             raise ValueError(f"devices has {d!r}, which is not a device name: {err}") from err
+        if cpu_only and device.type != "cpu":
+            raise ValueError(f"{cpu_only} runs on CPU: pass devices=['cpu'] * k, got "
+                             f"{list(devices)!r}")
         if device.type == "cuda":
             count = torch.cuda.device_count()
             if (device.index or 0) >= count:
@@ -74,15 +82,10 @@ def encode_on_devices(model: SiamText, texts: list[str], devices: Sequence[str |
     Returns:
         ``(len(texts), dim)`` float32 array.
     """
-    load_kwargs: dict[str, Any] = {}
-    if model.backend != "torch":  # every worker runs the same exported file
-        if isinstance(devices, Sequence) and not isinstance(devices, str) and any(
-                not (isinstance(d, (str, torch.device)) and str(d).split(":")[0] == "cpu")
-                for d in devices):
-            raise ValueError(f"backend={model.backend!r} runs on CPU: pass devices=['cpu'] * k, "
-                             f"got {list(devices)!r}")
-        load_kwargs = {"backend": model.backend, "file_name": model._engine.path.name}
-    workers = check_devices(devices)
+    exported = model.backend != "torch"
+    workers = check_devices(devices, cpu_only=f"backend={model.backend!r}" if exported else None)
+    # every worker runs the same exported file
+    load_kwargs = {"backend": model.backend, "file_name": model.file_name} if exported else {}
     batch_size = encode_args.get("batch_size", 32)
     if chunk_size is None:
         chunk_size = max(8 * batch_size, -(-len(texts) // (4 * len(workers))))

@@ -229,6 +229,6 @@ def _resume_point(progress_file: Path, state: dict, writer: Any, overwrite: bool
 def _backend_of(model: Any) -> str:
     """``"torch"``, or the backend and exported file that embed (``"onnx:model_qint8_avx2.onnx"``):
     a run resumed with another engine would mix two kinds of vectors in one file."""
-    engine = getattr(model, "_engine", None)
     backend = str(getattr(model, "backend", "torch"))
-    return backend if engine is None else f"{backend}:{engine.path.name}"
+    file_name = getattr(model, "file_name", None)
+    return backend if file_name is None else f"{backend}:{file_name}"

@@ -172,3 +172,9 @@ def test_classifiers_run_on_an_exported_model_and_keep_it(tiny_onnx, tiny_onnx_d
     assert det.is_duplicate("card declined", "card declined")
     found = det.find_duplicates(texts + ["card declined"])
     assert [0, 4] in found.groups
+
+
+def test_file_name_says_which_exported_file_runs(tiny_model, tiny_onnx, tiny_onnx_dir):
+    quant = quantized_file_name("int8")
+    assert SiamText(tiny_onnx_dir, backend="onnx", file_name=quant).file_name == quant
+    assert tiny_onnx.file_name == "model.onnx" and tiny_model.file_name is None
