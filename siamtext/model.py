@@ -476,15 +476,10 @@ class SiamText(HubMixin, nn.Module):
             The exported file to load: the quantised one when asked for.
 
         Raises:
-            ValueError: For another ``backend`` or ``quantize``.
+            ValueError: For another ``backend`` or ``quantize``, or empty
+                ``calibration_texts``; all before anything is written.
             ImportError: If the backend's package is not installed (naming the extra).
         """
-        check_choice(backend, ("onnx", "openvino"), "backend")
-        check_choice(quantize, (None, "int8"), "quantize")
-        if calibration_texts is not None:
-            calibration_texts = check_texts(calibration_texts, "calibration_texts")
-            if not calibration_texts:
-                raise ValueError("calibration_texts must be a non-empty list of strings")
         from siamtext.backends.export import export_folder
 
         return export_folder(self, path, backend, quantize, calibration_texts)

@@ -40,6 +40,7 @@ import torch
 from torch import nn
 
 from siamtext.backends import ONNX_DIR, ONNX_FILE, require, require_onnxruntime
+from siamtext.validation import check_choice, check_texts
 
 if TYPE_CHECKING:
     from siamtext.model import SiamText
@@ -161,30 +162,39 @@ def quantize_onnx(source: str | Path, target: str | Path, quantize: Quantize = "
 def export_folder(model: SiamText, folder: str | Path, backend: str = "onnx",
                   quantize: Quantize | None = None,
                   calibration_texts: list[str] | None = None) -> Path:
-    """Save ``model`` to ``folder`` with its exported graph under ``onnx/`` or ``openvino/``.
+    """Save ``model`` to ``folder`` with its exported graph under ``onnx/`` or ``openvino/``
+    (:meth:`siamtext.SiamText.export`).
 
     ``onnx/model.onnx`` (or ``openvino/openvino_model.xml``) is always written; with
-    ``quantize="int8"`` also the int8 file.
+    ``quantize="int8"`` also the int8 file. Arguments and packages are checked before
+    anything is written.
 
     Returns:
         The file to load: the quantised one when asked for, else the fp32 one.
+
+    Raises:
+        ValueError: For another ``backend`` or ``quantize``, or empty ``calibration_texts``.
+        TypeError: For ``calibration_texts`` that are not strings.
+        ImportError: If the backend's packages are missing (naming the extra).
     """
-    if quantize not in (None, "int8"):
-        raise ValueError(f"quantize must be None or 'int8', got {quantize!r}")
+    check_choice(backend, ("onnx", "openvino"), "backend")
+    check_choice(quantize, (None, "int8"), "quantize")
+    if calibration_texts is not None:
+        calibration_texts = check_texts(calibration_texts, "calibration_texts")
+        if not calibration_texts:
+            raise ValueError("calibration_texts must be a non-empty list of strings")
     if backend == "openvino":
         from siamtext.backends import openvino
 
         openvino.require_openvino()
         if quantize is not None:
-            require("openvino", "nncf")  # before anything is written
-        folder = Path(folder)
-        model.save_pretrained(folder, main_process_only=False)
-        return openvino.export(model, folder, quantize, calibration_texts)
-    if backend != "onnx":
-        raise ValueError(f"backend must be 'onnx' or 'openvino', got {backend!r}")
-    require_onnx()
+            require("openvino", "nncf")
+    else:
+        require_onnx()
     folder = Path(folder)
     model.save_pretrained(folder, main_process_only=False)
+    if backend == "openvino":
+        return openvino.export(model, folder, quantize, calibration_texts)
     fp32 = folder / ONNX_DIR / ONNX_FILE
     if not fp32.is_file() or model.backend != "onnx":
         export_onnx(model, fp32)
