@@ -104,7 +104,7 @@ def faiss_pairs(
         size = min(n, max(64 * nlist, 10_000))
         index.train(x[np.sort(rng.choice(n, size, replace=False))])
     index.add(x)
-    search = _Search(faiss, index, threshold, None if top_k is None else min(top_k + 1, n))
+    search = _Search(index, threshold, None if top_k is None else min(top_k + 1, n))
     if search_depth is None:
         search_depth = _tune(faiss, index, x, search, recall_target, rng)
     depth = _set_depth(faiss, index, search_depth)
@@ -134,8 +134,8 @@ class _Search:
     """One query batch's neighbours as flat ``(query, neighbour, score)`` arrays: the ``k``
     nearest (``k`` set), or every neighbour at or above ``threshold`` (a range search)."""
 
-    def __init__(self, faiss: Any, index: Any, threshold: float, k: int | None) -> None:
-        self.faiss, self.index, self.threshold, self.k = faiss, index, threshold, k
+    def __init__(self, index: Any, threshold: float, k: int | None) -> None:
+        self.index, self.threshold, self.k = index, threshold, k
         # faiss keeps inner products strictly above the radius: step just below the threshold
         self.radius = float(np.nextafter(np.float32(threshold), np.float32(-np.inf)))
 
