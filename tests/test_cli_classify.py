@@ -71,6 +71,7 @@ def test_classify_train_predict_save_load(tiny_bert_dir, tmp_path, capsys):
     assert run_cli(classify_cli, args) == 0
     rows = list(csv.DictReader(out.open()))
     assert [r["text"] for r in rows] == ["I lost my card", "euro to dollar rate"]
+    assert [r["id"] for r in rows] == ["0", "1"]
     assert float(rows[0]["similarity"]) == pytest.approx(1.0, abs=1e-4)
     assert len(rows[0]["top_k"].split()) == 2
     assert "fitted 2 classes from 4 examples" in capsys.readouterr().err
@@ -78,8 +79,8 @@ def test_classify_train_predict_save_load(tiny_bert_dir, tmp_path, capsys):
     args = ["classify", "--load", str(folder), "--predict", str(queries), "--threshold", "1.0",
             "--device", "cpu"]
     assert run_cli(classify_cli, args) == 0
-    labels = [line.split(",")[1] for line in capsys.readouterr().out.splitlines()[1:]]
-    sims = np.array([float(line.split(",")[2]) for line in out.read_text().splitlines()[1:]])
+    labels = [line.split(",")[2] for line in capsys.readouterr().out.splitlines()[1:]]
+    sims = np.array([float(line.split(",")[3]) for line in out.read_text().splitlines()[1:]])
     assert all(lab == "unknown" for lab, s in zip(labels, sims) if s < 1.0)
 
 

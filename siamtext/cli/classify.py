@@ -17,7 +17,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     src = parser.add_mutually_exclusive_group(required=True)
     src.add_argument("--train", help="labelled examples: .csv, .tsv or .jsonl")
     src.add_argument("--load", help="folder saved by IntentClassifier.save")
-    parser.add_argument("--predict", help="texts to label: .txt, .csv, .tsv or .jsonl")
+    parser.add_argument("--predict", help="texts to label: .txt, .csv, .tsv, .jsonl or .parquet, "
+                                          "streamed")
     parser.add_argument("--text-column", default="text")
     parser.add_argument("--label-column", default="label")
     parser.add_argument("--model", default=None,
@@ -29,7 +30,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     parser.add_argument("--unknown-label", default="unknown", help="label of rejected inputs")
     parser.add_argument("--top-k", type=int, default=1, help="labels written per text")
     parser.add_argument("-o", "--output", default=None,
-                        help="predictions, .csv or .jsonl (default: csv on stdout)")
+                        help="predictions, .csv, .tsv or .jsonl: id, text, label, similarity, "
+                             "probability (default: csv on stdout)")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing --output")
+    parser.add_argument("--chunk-size", type=int, default=10_000,
+                        help="texts of --predict read and embedded at a time (memory stays flat)")
     parser.add_argument("--save", default=None, help="save the fitted classifier to a folder")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--device", default=None, help="cpu, cuda, ... (default: auto)")
@@ -40,7 +45,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 def run(args: argparse.Namespace) -> int:
     from siamtext.classify.intent import IntentClassifier
     from siamtext.classify.threshold import check_similarity_threshold
-    from siamtext.cli.tabular import column, read_rows, write_rows
+    from siamtext.cli.tabular import column, read_rows
+    from siamtext.corpus.classify import check_predictions_output, classify_file
     from siamtext.model import SiamText
     from siamtext.resolve import DEFAULT_MODEL
 
@@ -48,6 +54,8 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError("nothing to do: give --predict FILE and/or --save DIR")
     if args.threshold is not None:  # fail before loading a model
         check_similarity_threshold(args.threshold, "--threshold")
+    if args.predict:
+        check_predictions_output(args.output, args.overwrite)
     if args.train:
         rows = read_rows(args.train)
         if rows and isinstance(rows[0], str):
@@ -69,18 +77,7 @@ def run(args: argparse.Namespace) -> int:
     if args.save:
         print(f"saved to {clf.save(args.save)}", file=sys.stderr)
     if args.predict:
-        queries = [str(t) for t in column(read_rows(args.predict), args.text_column, args.predict)]
-        pred = clf.predict(queries).tolist()
-        sims = clf.similarity(queries).tolist()
-        top, proba = clf.top_k(queries, k=args.top_k)
-        rows = []
-        for i, text in enumerate(queries):
-            row = {"text": text, "label": pred[i], "similarity": round(sims[i], 6),
-                   "probability": round(float(proba[i, 0]), 6)}
-            if args.top_k > 1:
-                row["top_k"] = " ".join(f"{lab}:{p:.4f}" for lab, p in zip(top[i], proba[i]))
-            rows.append(row)
-        fields = ["text", "label", "similarity", "probability"] + (
-            ["top_k"] if args.top_k > 1 else [])
-        write_rows(args.output, rows, fields)
+        classify_file(clf, args.predict, args.output, column=args.text_column, top_k=args.top_k,
+                      chunk_size=args.chunk_size, overwrite=args.overwrite,
+                      show_progress=None)
     return 0
