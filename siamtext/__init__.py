@@ -14,6 +14,7 @@ from siamtext.hub import HubMixin, push_folder_to_hub
 from siamtext.model import SiamText
 from siamtext.model_card import ModelCardData, build_model_card
 from siamtext.resolve import DEFAULT_MODEL, ModelNotFoundError
+from siamtext.static import StaticEncoder, distill_static  # model2vec is imported on use
 
 __all__ = [
     "DEFAULT_MODEL",
@@ -28,8 +29,10 @@ __all__ = [
     "STSEvaluator",
     "SiamText",
     "SiamTextConfig",
+    "StaticEncoder",
     "ThresholdClassifier",
     "build_model_card",
+    "distill_static",
     "distributed",
     "encode_file",
     "losses",
