@@ -45,6 +45,6 @@ def main(argv: Sequence[str] | None = None) -> int:
                         format="%(levelname)s %(name)s: %(message)s")
     try:
         return int(args._run(args) or 0)
-    except (ValueError, TypeError, OSError) as err:
+    except (ValueError, TypeError, OSError, ImportError) as err:  # a missing extra is named
         print(f"siamtext {args.command}: error: {err}", file=sys.stderr)
         return 2

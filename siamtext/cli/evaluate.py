@@ -5,8 +5,16 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 from siamtext.cli.backend import add_backend_options, model_kwargs
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+    from siamtext.model import SiamText
 
 TASKS = ("sts", "pairs", "intent")
 
@@ -40,6 +48,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     parser.add_argument("--device", default=None, help="cpu, cuda, ... (default: auto)")
     add_backend_options(parser)
     parser.add_argument("--json", action="store_true", help="print the metrics as JSON")
+    parser.add_argument("--plot", default=None, metavar="PATH",
+                        help="also write a figure (.png, .svg, .pdf; needs siamtext[plot]); "
+                             "sts: predicted similarity against gold score; pairs: similarity "
+                             "histograms and precision-recall curve at the F1 threshold; "
+                             "intent: the most confused intent pairs (nearest prototype). "
+                             "The reported data is encoded once more for it")
     return parser
 
 
@@ -65,6 +79,12 @@ def run(args: argparse.Namespace) -> int:
                          "on (never the reported one)")
     if args.task == "intent" and not args.train_data:
         raise ValueError("intent needs --train-data: labelled reference texts")
+    if args.plot:
+        from siamtext.plot import require_matplotlib
+
+        if not Path(args.plot).resolve().parent.is_dir():
+            raise ValueError(f"--plot: folder {Path(args.plot).parent} does not exist")
+        require_matplotlib("--plot")  # before any data is read
     data = load_source(args.data, args.split, args.config, args.max_rows)
     if args.task == "sts":
         s1, s2, scores = _columns(data, ["sentence1", "sentence2", "score"], mapping, "data")
@@ -95,4 +115,28 @@ def run(args: argparse.Namespace) -> int:
     else:
         for name, value in metrics.items():
             print(f"{name}: {value:.4f}")
+    if args.plot:
+        _figure(args, model, evaluator, metrics).savefig(args.plot)
+        print(f"figure written to {args.plot}", file=sys.stderr)
     return 0
+
+
+def _figure(args: argparse.Namespace, model: SiamText, evaluator: object,
+            metrics: dict[str, float]) -> Figure:
+    """The ``--plot`` figure of the task (the reported data is encoded again)."""
+    from siamtext import plot
+    from siamtext.classify import IntentClassifier
+    from siamtext.classify.threshold import encode_pair_scores
+
+    if args.task == "intent":
+        clf = IntentClassifier(model, batch_size=args.batch_size)
+        clf.fit(evaluator.train_texts, evaluator.train_labels)
+        return clf.plot_confusions(evaluator.test_texts, evaluator.test_labels)
+    if args.task == "sts":
+        sims = encode_pair_scores(model, evaluator.sentences1, evaluator.sentences2,
+                                  args.batch_size)
+        return plot.sts_figure(sims, evaluator.scores)
+    s1, s2, labels = evaluator.eval_pairs
+    sims = encode_pair_scores(model, list(s1), list(s2), args.batch_size)
+    return plot.threshold_figure(sims, labels, metrics["pairs_f1_threshold"], classes=(0, 1),
+                                 title="Pairs: F1 threshold fitted on --fit-data")
