@@ -104,3 +104,17 @@ def test_evaluate_sts_pairs_and_intent(tiny_bert_dir, tmp_path, capsys) -> None:
     with pytest.raises(ValueError, match=r"missing column\(s\) \['text', 'label'\]"):
         run_cli(evaluate_cli, ["evaluate", "intent", str(intents), "--train-data",
                                str(intents), *common])
+
+
+def test_train_resume_latest_starts_afresh_with_a_note_then_resumes(tiny_bert_dir, tmp_path,
+                                                                    capsys) -> None:
+    data = write_csv(tmp_path / "intents.csv", INTENTS)
+    argv = ["train", str(data), "--model", str(tiny_bert_dir), "--device", "cpu",
+            "--output-dir", str(tmp_path / "m"), "--loss", "BatchHardTripletLoss",
+            "--batch-size", "4", "--samples-per-class", "2", "--checkpoint-steps", "1",
+            "--column", "text=utterance", "--column", "label=intent",
+            "--no-progress", "--resume", "latest", "--nan-policy", "skip"]
+    assert run_cli(train_cli, argv) == 0
+    assert "No complete checkpoint" in capsys.readouterr().err
+    assert run_cli(train_cli, argv) == 0  # resumes from the last checkpoint: no note
+    assert "No complete checkpoint" not in capsys.readouterr().err

@@ -7,11 +7,12 @@ a save that fails half-way leaves what was stored before untouched. Nothing is p
 from __future__ import annotations
 
 import json
-import shutil
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+from siamtext.atomic import write_folder
+from siamtext.folder_checks import check_safetensors, read_json_file
 
 if TYPE_CHECKING:
     from siamtext.model import SiamText
@@ -21,30 +22,13 @@ FORMAT_VERSION = 1
 
 
 def save_folder(folder: str | Path, write: Callable[[Path], None]) -> Path:
-    """Call ``write(tmp)`` on a fresh folder beside ``folder``, then move it into place.
+    """Call ``write(tmp)`` on a fresh folder beside ``folder``, then swap it into place
+    (:func:`siamtext.atomic.write_folder`: flushed to disk, one atomic exchange on Linux).
 
     Returns:
         ``folder`` as a Path.
     """
-    folder = Path(folder)
-    if folder.exists() and not folder.is_dir():
-        raise ValueError(f"folder must be a directory path, got an existing file: {folder}")
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.saving-", dir=folder.parent))
-    try:
-        write(tmp)
-        if folder.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{folder.name}.old-", dir=folder.parent))
-            old.rmdir()
-            folder.rename(old)
-            tmp.rename(folder)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            tmp.rename(folder)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return folder
+    return write_folder(folder, write, keep_others=False)
 
 
 def write_json(path: Path, payload: dict) -> None:
@@ -56,13 +40,32 @@ def read_json(folder: str | Path, name: str, kind: str) -> dict:
     path = Path(folder) / name
     if not path.is_file():
         raise FileNotFoundError(f"{folder} is not a saved {kind}: {name} is missing")
-    payload = json.loads(path.read_text(encoding="utf-8"))
+    payload = read_json_file(path)
+    if not isinstance(payload, dict):
+        raise ValueError(f"{path} must hold a JSON object, got {type(payload).__name__}")
     if payload.get("kind") != kind:
         raise ValueError(f"{path} holds a {payload.get('kind')!r}, expected {kind!r}")
+    if not isinstance(payload.get("format_version", 0), int):
+        raise ValueError(f"{path}: format_version must be an integer")
     if payload.get("format_version", 0) > FORMAT_VERSION:
         raise ValueError(f"{path} was written by a newer siamtext (format "
                          f"{payload['format_version']}, this one reads {FORMAT_VERSION})")
     return payload
+
+
+def load_tensors(path: Path) -> dict:
+    """The tensors of a safetensors file, after checking that it is whole.
+
+    Raises:
+        ValueError: Naming the file, if it is truncated or not safetensors.
+    """
+    from safetensors.torch import load_file
+
+    check_safetensors(path)
+    try:
+        return load_file(str(path))
+    except Exception as err:  # safetensors' own errors name no file
+        raise ValueError(f"{path} is not a readable safetensors file: {err}") from None
 
 
 def save_encoder(model: SiamText | None, folder: Path, *, kind: str, usage: str) -> None:

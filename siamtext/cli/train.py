@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -120,7 +121,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     parser.add_argument("--checkpoint-steps", type=int, default=None,
                         help="save a checkpoint every N steps (default: each epoch)")
     parser.add_argument("--resume", default=None,
-                        help="checkpoint folder to resume from, or 'latest'")
+                        help="checkpoint folder to resume from, or 'latest': the latest "
+                             "complete checkpoint in OUTPUT_DIR/checkpoints, or a fresh start "
+                             "when there is none yet (so a scheduler can rerun the same "
+                             "command after a crash)")
+    parser.add_argument("--nan-policy", choices=("raise", "skip"), default="raise",
+                        help="a NaN or inf loss or gradient: stop with an error naming the "
+                             "step and the last good checkpoint (raise, default), or skip "
+                             "that step's update (skip)")
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--device", default=None, help="cpu, cuda, ... (default: auto)")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
@@ -131,7 +139,7 @@ def run(args: argparse.Namespace) -> int:
     from siamtext import distributed
     from siamtext.model import SiamText
     from siamtext.resolve import DEFAULT_MODEL
-    from siamtext.training import fit
+    from siamtext.training import NonFiniteError, fit, latest_checkpoint
 
     if args.max_rows is not None and args.max_rows <= 0:
         raise ValueError(f"--max-rows must be a positive integer, got {args.max_rows}")
@@ -148,18 +156,28 @@ def run(args: argparse.Namespace) -> int:
             eval_data = build_rows(eval_data, args.build, dict(columns), args.seed, model)
         columns = {k: v for k, v in columns.items() if k not in ("text", "label")}
     output = Path(args.output_dir)
-    resume = True if args.resume == "latest" else args.resume
+    resume = args.resume
+    if resume == "latest":
+        resume = latest_checkpoint(output / "checkpoints")
+        if resume is None and distributed.is_main_process():
+            print(f"No complete checkpoint in {output / 'checkpoints'} yet: starting from "
+                  "the beginning.", file=sys.stderr)
     extra: dict[str, Any] = {"gradient_accumulation_steps": args.gradient_accumulation,
-                             "samples_per_class": args.samples_per_class}
+                             "samples_per_class": args.samples_per_class,
+                             "nan_policy": args.nan_policy}
     if args.gradient_checkpointing:
         extra["activation_checkpointing"] = True
     if args.checkpoint_steps:
         extra.update(save_strategy="steps", save_steps=args.checkpoint_steps)
-    fit(model, data, args.loss, loss_params=loss_params, eval_dataset=eval_data,
-        epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.lr,
-        warmup_ratio=args.warmup, output_dir=str(output / "checkpoints"), columns=columns,
-        resume_from_checkpoint=resume, show_progress=not args.no_progress, seed=args.seed,
-        **extra)
+    try:
+        fit(model, data, args.loss, loss_params=loss_params, eval_dataset=eval_data,
+            epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.lr,
+            warmup_ratio=args.warmup, output_dir=str(output / "checkpoints"), columns=columns,
+            resume_from_checkpoint=resume, show_progress=not args.no_progress, seed=args.seed,
+            **extra)
+    except NonFiniteError as err:
+        print(f"siamtext train: error: {err}", file=sys.stderr)
+        return 3
     model.save_pretrained(output)  # rank 0 only under torchrun / accelerate launch
     if not distributed.is_main_process():
         return 0

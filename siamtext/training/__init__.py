@@ -12,15 +12,19 @@ tower:
 * the loss: ``compute_loss`` calls the siamtext loss on one feature dict per text column;
 * saving: checkpoints hold the full :class:`~siamtext.SiamText` folder
   (``save_pretrained``), so a checkpoint is itself a loadable model, and resuming or
-  loading the best checkpoint reads those weights back.
+  loading the best checkpoint reads those weights back;
+* reliability: checkpoints are written atomically, ``resume_from_checkpoint=True`` takes the
+  latest complete one (or starts afresh when there is none), and a NaN or inf loss or
+  gradient stops the run or skips the step (:mod:`siamtext.training.guard`).
 """
 
 from __future__ import annotations
 
 from siamtext.data.prepare import DataSpec, check_data, prepare_dataset, resolve_columns
 from siamtext.training.arguments import BatchSampler, TrainingArguments
-from siamtext.training.checkpoint import ARGS_NAME, load_weights
+from siamtext.training.checkpoint import ARGS_NAME, latest_checkpoint, load_weights
 from siamtext.training.fitting import fit, make_loss, record_training
+from siamtext.training.guard import NonFiniteError
 from siamtext.training.tower import SubBatchedTower
 from siamtext.training.trainer import Evaluator, SiamTextTrainer
 
@@ -29,11 +33,13 @@ __all__ = [
     "BatchSampler",
     "DataSpec",
     "Evaluator",
+    "NonFiniteError",
     "SiamTextTrainer",
     "SubBatchedTower",
     "TrainingArguments",
     "check_data",
     "fit",
+    "latest_checkpoint",
     "load_weights",
     "make_loss",
     "prepare_dataset",

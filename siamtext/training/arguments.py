@@ -52,6 +52,11 @@ class TrainingArguments(transformers.TrainingArguments):
             large matrix product); ``0``: off.
         mixed_precision: ``"auto"`` (bf16 on a GPU that supports it, else fp16 with loss
             scaling on a GPU, fp32 on CPU), ``"no"``, ``"bf16"`` or ``"fp16"``.
+        nan_policy: What a NaN or infinite loss or gradient norm does
+            (:mod:`siamtext.training.guard`): ``"raise"`` (default) stops training with a
+            :class:`~siamtext.training.NonFiniteError` naming the step and the last good
+            checkpoint, before any NaN weight is saved; ``"skip"`` drops that step's update
+            with a warning and counts it.
 
     Data-parallel training: launched by ``torchrun`` or ``accelerate launch`` (NCCL on GPUs,
     gloo on CPUs: a machine without a GPU trains on its CPUs), ``per_device_train_batch_size``
@@ -76,6 +81,7 @@ class TrainingArguments(transformers.TrainingArguments):
     pretokenize: bool = True
     sub_batch_size: int | None = None
     mixed_precision: str = "auto"
+    nan_policy: str = "raise"
     ddp_find_unused_parameters: bool | None = False
 
     def __post_init__(self) -> None:
@@ -83,6 +89,7 @@ class TrainingArguments(transformers.TrainingArguments):
                      ("auto", "length", "no_duplicates", "class_balanced", "random"),
                      "batch_sampler")
         check_choice(self.mixed_precision, ("auto", "no", "bf16", "fp16"), "mixed_precision")
+        check_choice(self.nan_policy, ("raise", "skip"), "nan_policy")
         if self.samples_per_class is not None:
             check_positive_int(self.samples_per_class, "samples_per_class")
         check_positive_int(self.mega_batches, "mega_batches")

@@ -79,8 +79,9 @@ def fit(model: SiamText, train_dataset: Any,
             when there is something to evaluate).
         metric_for_best_model: Keep and reload the best checkpoint by this metric (e.g.
             ``"eval_sts_spearman"``); needs evaluation.
-        resume_from_checkpoint: A checkpoint folder, or True for the latest in
-            ``output_dir``.
+        resume_from_checkpoint: A checkpoint folder, or True for the latest complete one
+            in ``output_dir`` (none yet: training starts afresh, with a warning). The run
+            then ends with the weights of an uninterrupted one (bitwise on CPU).
         show_progress: Show a progress bar (default: transformers' choice).
         seed: Seed of the initialisation, data order and dropout.
         **training_args: Any other :class:`TrainingArguments` field.
@@ -94,6 +95,9 @@ def fit(model: SiamText, train_dataset: Any,
             {0, 1} for contrastive losses, NaN scores, a single class for triplet mining,
             an empty dataset) or impossible batching (batch size smaller than P x K),
             before training starts.
+        NonFiniteError: For a NaN or inf loss or gradient norm (``nan_policy="raise"``,
+            the default; pass ``nan_policy="skip"`` to skip such steps), naming the step
+            and the last good checkpoint.
     """
     check_positive_int(batch_size, "batch_size")
     if not (isinstance(epochs, (int, float)) and epochs > 0):
@@ -175,6 +179,8 @@ def record_training(model: SiamText, loss: nn.Module, trainer: SiamTextTrainer,
         "seed": args.seed,
         "train_loss": float(train_metrics.get("train_loss", float("nan"))),
     }
+    if trainer.nan_guard.skipped:
+        card.training["skipped_steps"] = len(trainer.nan_guard.skipped)
     if card.training["batch_sampler"] == "class_balanced":
         card.training["samples_per_class"] = trainer._samples_per_class(args)
     card.eval_metrics = {k: float(v) for k, v in eval_metrics.items()

@@ -6,8 +6,10 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -15,13 +17,26 @@ import transformers
 from accelerate.data_loader import prepare_data_loader
 from torch import nn
 from torch.utils.data import DataLoader
+from transformers.trainer_callback import ExportableState
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, SaveStrategy, rotate_checkpoints
 
 from siamtext import distributed
+from siamtext.atomic import commit_folder, write_folder
 from siamtext.data.batching import choose_batch_sampler, make_batch_sampler
 from siamtext.data.collators import TextCollator
 from siamtext.data.prepare import TokenizedDataset, check_data, prepare_dataset, resolve_columns
+from siamtext.failpoints import failpoint
+from siamtext.finite import check_finite
 from siamtext.training.arguments import TrainingArguments
-from siamtext.training.checkpoint import ARGS_NAME, load_weights
+from siamtext.training.checkpoint import (
+    ARGS_NAME,
+    PARTIAL,
+    checkpoint_problem,
+    latest_checkpoint,
+    load_weights,
+    remove_partial_checkpoints,
+)
+from siamtext.training.guard import NonFiniteGuard
 from siamtext.training.tower import SubBatchedTower
 
 if TYPE_CHECKING:
@@ -84,6 +99,9 @@ class SiamTextTrainer(transformers.Trainer):
         self.model_accepts_loss_kwargs = False
         self.can_return_loss = True
         self.rows_seen = 0  # training rows embedded so far (this process)
+        self.nan_guard = NonFiniteGuard(args.nan_policy, args.device)
+        self.last_checkpoint: str | None = None  # the last complete checkpoint, for errors
+        self._staging: str | None = None  # the checkpoint folder being written
         if args.disable_tqdm:  # quiet: logs go to the logger, not to stdout
             self.remove_callback(transformers.PrinterCallback)
             self.add_callback(_LoggerCallback())
@@ -152,17 +170,35 @@ class SiamTextTrainer(transformers.Trainer):
         return self.accelerator.prepare(loader)
 
     # ------------------------------------------------------------------ training
-    def train(self, *args: Any, **kwargs: Any) -> transformers.trainer_utils.TrainOutput:
+    def train(self, resume_from_checkpoint: str | bool | None = None, *args: Any,
+              **kwargs: Any) -> transformers.trainer_utils.TrainOutput:
         """Train (see ``transformers.Trainer.train``).
+
+        Args:
+            resume_from_checkpoint: A checkpoint folder to resume from, or True for the
+                latest complete one in ``output_dir``; when there is none yet (a run killed
+                before its first checkpoint, or a first run), training starts afresh with a
+                warning, so a scheduler can restart the same command. A resumed run ends
+                with the weights of an uninterrupted one (bitwise on CPU).
 
         Under ``torchrun`` or ``accelerate launch`` every process runs this with its slice of
         each global batch; a process that fails makes the others stop with an error that
         says so, instead of waiting for it.
+
+        Raises:
+            ValueError: If the given checkpoint folder is incomplete (naming what is missing).
+            NonFiniteError: For a NaN or inf loss or gradient under ``nan_policy="raise"``.
         """
+        resume_from_checkpoint = self._resolve_checkpoint(resume_from_checkpoint)
+        self.last_checkpoint = resume_from_checkpoint
+        if self.args.should_save and self.args.output_dir:
+            remove_partial_checkpoints(self.args.output_dir)
         frozen = _freeze_unused(self.model)
         self._log_batching()
         try:
-            return super().train(*args, **kwargs)
+            output = super().train(resume_from_checkpoint, *args, **kwargs)
+            self.nan_guard.check(self.last_checkpoint)
+            return output
         except RuntimeError as err:
             if distributed.is_distributed() and _is_collective_failure(err):
                 raise RuntimeError(
@@ -175,6 +211,22 @@ class SiamTextTrainer(transformers.Trainer):
             for param in frozen:
                 param.requires_grad_(True)
 
+    def _resolve_checkpoint(self, resume: str | bool | None) -> str | None:
+        """The checkpoint folder to resume from: checked, or found (``True``), or None."""
+        if resume is None or resume is False:
+            return None
+        if resume is True:
+            found = latest_checkpoint(self.args.output_dir)
+            if found is None:
+                logger.warning("No complete checkpoint in %s yet: starting from the beginning.",
+                               self.args.output_dir)
+            return found
+        problem = checkpoint_problem(resume)
+        if problem is not None:
+            raise ValueError(f"resume_from_checkpoint={str(resume)!r} cannot be resumed "
+                             f"from: {problem}")
+        return str(resume)
+
     def _log_batching(self) -> None:
         args = self.args
         world = max(1, args.world_size)
@@ -183,6 +235,32 @@ class SiamTextTrainer(transformers.Trainer):
                            "processes = global batch %d rows (x %d accumulation steps per "
                            "update)", world, args.per_device_train_batch_size, world,
                            self._global_batch_size(args), args.gradient_accumulation_steps)
+
+    # ------------------------------------------------------------------ one step
+    def training_step(self, model: nn.Module, inputs: dict[str, Any],
+                      num_items_in_batch: torch.Tensor | int | None = None) -> torch.Tensor:
+        """Forward and backward of one micro-batch; its loss is checked for NaN/inf."""
+        loss = super().training_step(model, inputs, num_items_in_batch)
+        self.nan_guard.observe_loss(loss)
+        failpoint("step", self.state.global_step + 1)
+        return loss
+
+    def _get_grad_norm(self, model: nn.Module,
+                       grad_norm: torch.Tensor | float | None = None) -> torch.Tensor | float:
+        """The gradient norm (computed by ``transformers.Trainer`` right before the optimizer
+        step), and the place to stop on, or drop, a NaN/inf step (:mod:`.guard`)."""
+        grad_norm = super()._get_grad_norm(model, grad_norm=grad_norm)
+        scaled = getattr(self.accelerator, "scaler", None) is not None  # fp16: the scaler's
+        if not self.nan_guard.allow_update(grad_norm, self.state.global_step + 1,
+                                           self.last_checkpoint, check_grad=not scaled):
+            model.zero_grad(set_to_none=True)  # AdamW leaves parameters without grads alone
+        return grad_norm
+
+    def _maybe_log_save_evaluate(self, *args: Any, **kwargs: Any) -> None:
+        control = self.control
+        if control.should_log or control.should_save or control.should_evaluate:
+            self.nan_guard.check(self.last_checkpoint)  # deferred (GPU): waits here anyway
+        super()._maybe_log_save_evaluate(*args, **kwargs)
 
     # ------------------------------------------------------------------ loss
     def compute_loss(self, model: nn.Module, inputs: dict[str, Any], return_outputs: bool = False,
@@ -262,14 +340,79 @@ class SiamTextTrainer(transformers.Trainer):
 
     # ------------------------------------------------------------------ saving
     def _save(self, output_dir: str | None = None, state_dict: dict | None = None) -> None:
+        """Write the model folder and the training arguments: straight into the staging
+        folder of a checkpoint, else atomically (:mod:`siamtext.atomic`)."""
         output_dir = output_dir if output_dir is not None else self.args.output_dir
         if not self.args.should_save:  # rank 0 (or each node's first with save_on_each_node)
             return
-        os.makedirs(output_dir, exist_ok=True)
-        self.model.save_pretrained(output_dir, main_process_only=False)
+        check_finite(self.model.transformer.state_dict().items(),
+                     f"refusing to save {output_dir}")
+        if output_dir == self._staging:
+            self._write_model(Path(output_dir), os.path.basename(output_dir)[1:-len(PARTIAL)])
+        else:
+            write_folder(output_dir, lambda tmp: self._write_model(tmp, Path(output_dir).name))
+
+    def _write_model(self, folder: Path, name: str) -> None:
+        self.model._write_files(folder, name)
         args = {k: v for k, v in self.args.to_dict().items() if _jsonable(v)}
-        with open(os.path.join(output_dir, ARGS_NAME), "w", encoding="utf-8") as f:
+        with open(folder / ARGS_NAME, "w", encoding="utf-8") as f:
             json.dump(args, f, indent=2)
+
+    def _save_checkpoint(self, model: nn.Module, trial: Any) -> None:
+        """``transformers.Trainer._save_checkpoint``, written atomically.
+
+        Every part (model folder, optimizer, schedule, scaler, random-generator states of
+        every process, trainer state last) goes into ``.checkpoint-N.partial``; once all are
+        in, it is flushed and renamed to ``checkpoint-N``. A run killed at any moment leaves
+        the earlier checkpoints as they were and no ``checkpoint-N`` that is half-written.
+        """
+        self.nan_guard.check(self.last_checkpoint)  # never save weights a NaN step made
+        args, state = self.args, self.state
+        name = f"{PREFIX_CHECKPOINT_DIR}-{state.global_step}"
+        run_dir = self._get_output_dir(trial=trial)
+        final = os.path.join(run_dir, name)
+        staging = os.path.join(run_dir, f".{name}{PARTIAL}")
+        distributed.barrier()
+        if args.should_save:
+            shutil.rmtree(staging, ignore_errors=True)
+            os.makedirs(staging)
+        distributed.barrier()  # every process writes its random-generator state into it
+        self._staging = staging
+        try:
+            if self.hp_search_backend is None and trial is None:
+                self.store_flos()
+            self.save_model(staging, _internal_call=True)
+            failpoint("checkpoint", state.global_step)
+            if args.save_strategy in (SaveStrategy.STEPS, SaveStrategy.EPOCH,
+                                      SaveStrategy.BEST) and state.best_global_step:
+                best = os.path.join(run_dir, f"{PREFIX_CHECKPOINT_DIR}-{state.best_global_step}")
+                if state.best_global_step == state.global_step or os.path.exists(best):
+                    state.best_model_checkpoint = best
+            if not args.save_only_model:
+                self._save_optimizer_and_scheduler(staging)
+                self._save_scaler(staging)
+                self._save_rng_state(staging)
+            if args.should_save:
+                for cb in [cb for cb in self.callback_handler.callbacks + [self.control]
+                           if isinstance(cb, ExportableState)]:
+                    cb_name = cb.__class__.__name__
+                    if isinstance(state.stateful_callbacks[cb_name], list):
+                        state.stateful_callbacks[cb_name].append(cb.state())
+                    else:
+                        state.stateful_callbacks[cb_name] = cb.state()
+                state.save_to_json(os.path.join(staging, transformers.trainer.TRAINER_STATE_NAME))
+        finally:
+            self._staging = None
+        distributed.barrier()
+        if args.should_save:
+            commit_folder(staging, final, keep_others=False)
+        distributed.barrier()
+        self.last_checkpoint = final
+        if args.push_to_hub:
+            self._push_from_checkpoint(final)
+        if args.should_save:
+            rotate_checkpoints(output_dir=run_dir, save_total_limit=args.save_total_limit,
+                               best_model_checkpoint=state.best_model_checkpoint, use_mtime=True)
 
     def _load_from_checkpoint(self, resume_from_checkpoint: str,
                               model: nn.Module | None = None) -> None:
