@@ -6,6 +6,7 @@ import json
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
+from siamtext.folder_checks import read_json_file
 from siamtext.pooling import POOLING
 
 CONFIG_NAME = "siamtext_config.json"
@@ -44,6 +45,12 @@ class SiamTextConfig:
     @classmethod
     def load(cls, folder: str | Path) -> SiamTextConfig:
         """Read ``folder/siamtext_config.json``, ignoring keys this version does not know."""
-        data = json.loads((Path(folder) / CONFIG_NAME).read_text(encoding="utf-8"))
+        path = Path(folder) / CONFIG_NAME
+        data = read_json_file(path)
+        if not isinstance(data, dict):
+            raise ValueError(f"{path} must hold a JSON object, got {type(data).__name__}")
         known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in known})
+        try:
+            return cls(**{k: v for k, v in data.items() if k in known})
+        except ValueError as err:
+            raise ValueError(f"{path}: {err}") from None

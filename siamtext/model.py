@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import logging
 import sys
+import threading
 from collections.abc import Sequence
 from contextlib import nullcontext
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import torch
@@ -18,6 +19,7 @@ from tqdm.auto import tqdm
 from transformers import AutoConfig, AutoModel, AutoTokenizer
 
 from siamtext import distributed, st_format
+from siamtext.atomic import write_folder
 from siamtext.backends import (
     BACKENDS,
     Backend,
@@ -28,11 +30,17 @@ from siamtext.backends import (
 )
 from siamtext.config import CONFIG_NAME, SiamTextConfig
 from siamtext.distances import cosine_similarity_matrix
+from siamtext.failpoints import failpoint
+from siamtext.finite import check_finite
+from siamtext.folder_checks import check_transformer_folder
 from siamtext.hub import HubMixin
 from siamtext.model_card import read_card_data, write_model_card
 from siamtext.pooling import get_pooling
 from siamtext.resolve import DEFAULT_MODEL, resolve_model_path
 from siamtext.validation import check_choice, check_positive_int, check_texts
+
+if TYPE_CHECKING:
+    from siamtext.static import StaticEncoder
 
 logger = logging.getLogger(__name__)
 
@@ -41,6 +49,10 @@ _AUTOCAST = {"bf16": torch.bfloat16, "fp16": torch.float16}
 # Encoder-decoder families whose encoder alone is the tower.
 _ENCODER_ONLY = {"t5": "T5EncoderModel", "mt5": "MT5EncoderModel", "umt5": "UMT5EncoderModel"}
 _NO_LIMIT = 100_000  # tokenizers report ~1e30 when they know no maximum length
+# A fast tokenizer keeps its truncation length as state that each call sets: two threads
+# tokenising at different max_length would truncate with each other's (measured: 320 of 480
+# calls wrong). One lock for all models; tokenising is a small share of encoding.
+_TOKENIZER_LOCK = threading.Lock()
 
 TextsOrEmbeddings = str | Sequence[str] | np.ndarray | torch.Tensor
 
@@ -60,10 +72,14 @@ def _load_transformer(folder: Path, trust_remote_code: bool) -> transformers.Pre
         if cls_name is None:
             raise ValueError(f"{folder}: encoder-decoder model type {config.model_type!r} is not "
                              f"supported; supported: {sorted(_ENCODER_ONLY)} (encoder only)")
-        return getattr(transformers, cls_name).from_pretrained(folder, use_safetensors=True)
-    return AutoModel.from_pretrained(
-        folder, use_safetensors=True, trust_remote_code=trust_remote_code
-    )
+        model = getattr(transformers, cls_name).from_pretrained(folder, use_safetensors=True)
+    else:
+        model = AutoModel.from_pretrained(
+            folder, use_safetensors=True, trust_remote_code=trust_remote_code
+        )
+    # a diverged run's NaN weights would only show later, as NaN embeddings
+    check_finite(model.state_dict().items(), f"refusing to load {folder}", folder)
+    return model
 
 
 class SiamText(HubMixin, nn.Module):
@@ -136,6 +152,7 @@ class SiamText(HubMixin, nn.Module):
             extra_files=backend_files(backend, file_name),
         )
         transformer_dir, saved = self._read_settings(folder, model_name_or_path)
+        check_transformer_folder(transformer_dir, trust_remote_code=trust_remote_code)
         self.config = SiamTextConfig(
             pooling=pooling if pooling is not None else saved.pooling,
             normalize=normalize if normalize is not None else saved.normalize,
@@ -221,9 +238,10 @@ class SiamText(HubMixin, nn.Module):
         """Token ids of each text, truncated to ``max_length`` (default: the model's limit),
         unpadded."""
         limit = max_length or self.max_seq_length
-        enc = self.tokenizer(list(texts), truncation=True, max_length=limit,
-                             padding=False, return_attention_mask=False,
-                             return_token_type_ids=False)
+        with _TOKENIZER_LOCK:  # a call sets the shared tokenizer's truncation length
+            enc = self.tokenizer(list(texts), truncation=True, max_length=limit,
+                                 padding=False, return_attention_mask=False,
+                                 return_token_type_ids=False)
         ids = enc["input_ids"]
         if not self._warned_truncation:
             encodings = getattr(enc, "encodings", None)
@@ -295,7 +313,9 @@ class SiamText(HubMixin, nn.Module):
 
         Args:
             sentences: A string or a list of strings. Empty strings are fine.
-            batch_size: Sentences per forward pass.
+            batch_size: Sentences per forward pass. A batch that runs out of memory is
+                embedded in halves (down to one text) with one warning; the result does not
+                change.
             normalize: L2-normalise the embeddings. ``None`` follows the model's setting
                 (True unless it was built with ``normalize=False``).
             convert_to: ``"numpy"`` (float32 array) or ``"torch"`` (float32 tensor on the
@@ -349,19 +369,60 @@ class SiamText(HubMixin, nn.Module):
             was_training = self.training
             self.eval()
             try:
-                with torch.inference_mode(), autocast:
-                    starts = range(0, len(order), batch_size)
-                    for start in tqdm(starts, desc="Encoding", disable=not show_progress):
-                        index = order[start : start + batch_size]
-                        emb = self.embed(**self.pad([ids[i] for i in index])).float()
-                        if normalize:
-                            emb = F.normalize(emb, p=2, dim=-1)
-                        out[torch.as_tensor(index, device=self.device)] = emb
+                with torch.inference_mode(), autocast, tqdm(
+                        total=len(order), desc="Encoding", unit="text",
+                        disable=not show_progress) as bar:
+                    self._encode_batches(ids, order, out, batch_size, normalize, bar)
             finally:
                 self.train(was_training)
         if single:
             out = out[0]
         return out if convert_to == "torch" else out.cpu().numpy()
+
+    def _encode_batches(self, ids: list[list[int]], order: list[int], out: torch.Tensor,
+                        batch_size: int, normalize: bool, bar: tqdm) -> None:
+        """Embed ``ids`` in ``order``, ``batch_size`` at a time, into the rows of ``out``.
+
+        A batch that runs out of memory (``torch.cuda.OutOfMemoryError``, ``MemoryError`` on
+        the CPU) is embedded in pieces of half the size, halved again as needed down to one
+        text (then the error is raised), with one warning; later batches keep the smaller
+        pieces. Each piece is padded to its whole batch's length, so every text is embedded
+        with exactly the input of an uninterrupted run and the result is the same.
+        """
+        size, warned = batch_size, False
+        pad_id = self.tokenizer.pad_token_id or 0
+        for start in range(0, len(order), batch_size):
+            batch = order[start : start + batch_size]
+            length = max(len(ids[i]) for i in batch)
+            done = 0
+            while done < len(batch):
+                index = batch[done : done + size]
+                inputs = self.pad([ids[i] for i in index])
+                extra = length - inputs["input_ids"].shape[1]
+                if extra:
+                    inputs = {k: F.pad(v, (0, extra), value=pad_id if k == "input_ids" else 0)
+                              for k, v in inputs.items()}
+                try:
+                    emb = self.embed(**inputs).float()
+                except (torch.cuda.OutOfMemoryError, MemoryError) as err:
+                    if size == 1:
+                        raise
+                    emb, kind = None, type(err).__name__
+                if emb is None:  # out of the except block: the failed piece's memory is free
+                    if self.device.type == "cuda":
+                        torch.cuda.empty_cache()
+                    if not warned:
+                        logger.warning("encode ran out of memory at batch_size=%d (%s); going "
+                                       "on in smaller pieces (halved until they fit)", size,
+                                       kind)
+                        warned = True
+                    size = max(1, size // 2)
+                    continue
+                if normalize:
+                    emb = F.normalize(emb, p=2, dim=-1)
+                out[torch.as_tensor(index, device=self.device)] = emb
+                done += len(index)
+                bar.update(len(index))
 
     def similarity(self, a: TextsOrEmbeddings, b: TextsOrEmbeddings) -> np.ndarray | torch.Tensor:
         """Cosine similarity of every item of ``a`` with every item of ``b``.
@@ -417,6 +478,11 @@ class SiamText(HubMixin, nn.Module):
         embeddings, and a ``README.md`` model card (with ``siamtext_card.json``, its data),
         so it is ready for the Hub: see :meth:`push_to_hub`.
 
+        The write is atomic (:mod:`siamtext.atomic`): everything goes to a hidden folder
+        beside ``folder``, is flushed to disk and only then moved into place, so a crash or
+        ``kill -9`` half-way leaves the previous folder loadable. Files of ``folder`` that
+        this save does not write (``checkpoints/``, notes) are kept.
+
         Args:
             folder: Where to write (created if missing).
             main_process_only: Under data-parallel training (``torchrun``, ``accelerate
@@ -426,12 +492,23 @@ class SiamText(HubMixin, nn.Module):
 
         Returns:
             The folder.
+
+        Raises:
+            ValueError: If a weight holds NaN or inf (naming it), before anything is
+                written; or if ``folder`` is an existing file.
         """
         folder = Path(folder)
         if main_process_only and not distributed.is_main_process():
             return folder
-        folder.mkdir(parents=True, exist_ok=True)
+        check_finite(self.transformer.state_dict().items(), f"refusing to save {folder}")
+        return write_folder(folder, lambda staging: self._write_files(staging, folder.name))
+
+    def _write_files(self, folder: Path, name: str | None = None) -> None:
+        """Write the files of :meth:`save_pretrained` straight into the existing ``folder``
+        (not atomic: callers write into a staging folder). ``name``: the final folder's
+        name, for the ``save`` failpoint (:mod:`siamtext.failpoints`)."""
         self.transformer.save_pretrained(folder)
+        failpoint("save", name or folder.name)
         self.tokenizer.save_pretrained(folder)
         self.config.save(folder)
         import siamtext
@@ -449,7 +526,6 @@ class SiamText(HubMixin, nn.Module):
         )
         if self._engine is not None:
             save_engine(self._engine, self.backend, folder)
-        return folder
 
     # ------------------------------------------------------------------ export
     def export(self, backend: Literal["onnx", "openvino"] = "onnx", *, path: str | Path,
@@ -483,3 +559,14 @@ class SiamText(HubMixin, nn.Module):
         from siamtext.backends.export import export_folder
 
         return export_folder(self, path, backend, quantize, calibration_texts)
+
+    # ------------------------------------------------------------------ static
+    def distill_static(self, *, pca_dims: int | None = 256, **kwargs: Any) -> StaticEncoder:
+        """Distil this tower into a static (bag of token vectors) encoder, for a fast first
+        pass; see :func:`siamtext.static.distill_static` for the arguments.
+
+        Needs the ``static`` extra (``pip install siamtext[static]``).
+        """
+        from siamtext.static import distill_static
+
+        return distill_static(self, pca_dims=pca_dims, **kwargs)

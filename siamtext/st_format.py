@@ -14,6 +14,8 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from siamtext.folder_checks import path_inside, read_json_file
+
 MODULES_NAME = "modules.json"
 
 # Pooling modes of sentence-transformers that siamtext computes the same way.
@@ -37,7 +39,10 @@ def is_sentence_transformers_folder(folder: Path) -> bool:
 
 
 def _read_json(path: Path) -> dict:
-    return json.loads(path.read_text(encoding="utf-8"))
+    data = read_json_file(path)
+    if not isinstance(data, dict):
+        raise ValueError(f"{path} must hold a JSON object, got {type(data).__name__}")
+    return data
 
 
 def _pooling_from_config(cfg: dict, path: Path) -> str:
@@ -61,15 +66,20 @@ def read_layout(folder: Path) -> STLayout:
 
     Raises:
         ValueError: If the folder holds modules siamtext cannot reproduce (Dense layers,
-            weighted-mean pooling, ...): loading it anyway would give other embeddings.
+            weighted-mean pooling, ...): loading it anyway would give other embeddings; or
+            if ``modules.json`` is malformed or names a path outside the folder (refused
+            before anything there is opened).
     """
-    modules = _read_json(folder / MODULES_NAME)
+    modules_path = folder / MODULES_NAME
+    modules = read_json_file(modules_path)
+    if not isinstance(modules, list) or not all(isinstance(m, dict) for m in modules):
+        raise ValueError(f"{modules_path} must hold a list of module objects")
     transformer_dir: Path | None = None
     pooling = "mean"
     normalize = False
     for module in modules:
-        kind = module.get("type", "").rsplit(".", 1)[-1]
-        path = folder / module.get("path", "")
+        kind = str(module.get("type", "")).rsplit(".", 1)[-1]
+        path = path_inside(folder, module.get("path", ""), modules_path, "module path")
         if kind == "Transformer":
             transformer_dir = path
         elif kind == "Pooling":

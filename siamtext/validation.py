@@ -2,22 +2,27 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Sequence
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def check_texts(texts: object, name: str = "sentences") -> list[str]:
     """Return ``texts`` as a list of strings.
 
     A single string becomes a one-element list; an empty list stays empty; empty strings are
-    allowed.
+    allowed, and so is any valid Unicode (control, zero-width, right-to-left characters).
 
     Raises:
         TypeError: If ``texts`` is not a string or an iterable of strings, naming the first
             offending index and its type.
+        ValueError: If a string holds a lone surrogate (``"\\ud800"``, what decoding bytes
+            with ``errors="surrogateescape"`` leaves): not Unicode text, no tokenizer takes it.
     """
     if isinstance(texts, str):
-        return [texts]
-    if texts is None or not isinstance(texts, Iterable) or isinstance(texts, (bytes, dict)):
+        texts = [texts]
+    elif texts is None or not isinstance(texts, Iterable) or isinstance(texts, (bytes, dict)):
         raise TypeError(
             f"{name} must be a string or a list of strings, got {type(texts).__name__}"
         )
@@ -26,6 +31,11 @@ def check_texts(texts: object, name: str = "sentences") -> list[str]:
         if not isinstance(text, str):
             raise TypeError(
                 f"{name}[{i}] must be a string, got {type(text).__name__}: {text!r:.60}"
+            )
+        if (bad := _SURROGATE.search(text)) is not None:
+            raise ValueError(
+                f"{name}[{i}] holds a lone surrogate {bad.group()!r} at position {bad.start()}: "
+                "not valid Unicode; decode the bytes with errors='replace'"
             )
     return out
 

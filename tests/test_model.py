@@ -223,3 +223,65 @@ def test_tiny_fixture_tokenizer_knows_its_words(tiny_model):
     assert tiny_model.tokenizer.unk_token_id not in ids
     a, b = tiny_model.encode(["my card is lost", "play some jazz"])
     assert abs(float(a @ b)) < 0.999
+
+
+# ---------------------------------------------------------------- reliability (issue 12)
+def test_weights_with_nan_are_refused_at_load_naming_the_tensor(tiny_bert_dir, tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    folder = SiamText(tiny_bert_dir, device="cpu").save_pretrained(tmp_path / "m")
+    weights = load_file(folder / "model.safetensors")
+    name = "encoder.layer.1.output.dense.weight"
+    weights[name][3, 5] = float("nan")
+    save_file(weights, folder / "model.safetensors", metadata={"format": "pt"})
+    with pytest.raises(ValueError, match=rf"refusing to load .*'{name}' in .*model.safetensors "
+                                         r"holds NaN or inf"):
+        SiamText(folder, device="cpu")
+
+
+def test_nan_weights_are_never_saved(tiny_bert_dir, tmp_path):
+    model = SiamText(tiny_bert_dir, device="cpu")
+    with torch.no_grad():
+        model.transformer.pooler.dense.bias[0] = float("inf")
+    with pytest.raises(ValueError, match=r"refusing to save .*'pooler.dense.bias'"):
+        model.save_pretrained(tmp_path / "m")
+    assert not list(tmp_path.iterdir())
+
+
+def test_save_over_a_folder_is_atomic_and_keeps_other_files(tiny_bert_dir, tmp_path):
+    model = SiamText(tiny_bert_dir, device="cpu")
+    folder = model.save_pretrained(tmp_path / "m")
+    (folder / "checkpoints").mkdir()
+    (folder / "notes.txt").write_text("mine")
+    with torch.no_grad():
+        model.transformer.pooler.dense.bias.add_(1.0)
+    model.save_pretrained(folder)
+    assert (folder / "notes.txt").read_text() == "mine" and (folder / "checkpoints").is_dir()
+    assert [p.name for p in tmp_path.iterdir()] == ["m"]  # no staging folder left
+    loaded = SiamText(folder, device="cpu")
+    assert torch.equal(loaded.transformer.pooler.dense.bias, model.transformer.pooler.dense.bias)
+
+
+def test_encode_halves_the_batch_on_out_of_memory(tiny_model, corpus, monkeypatch, caplog):
+    texts = corpus[:25] + SENTENCES
+    reference = tiny_model.encode(texts, batch_size=16)
+    real_embed = tiny_model.embed
+    sizes = []
+
+    def embed(input_ids, attention_mask, **inputs):
+        sizes.append(len(input_ids))
+        if len(input_ids) > 4:
+            raise MemoryError("simulated")
+        return real_embed(input_ids, attention_mask, **inputs)
+
+    monkeypatch.setattr(tiny_model, "embed", embed)
+    with caplog.at_level(logging.WARNING, logger="siamtext.model"):
+        result = tiny_model.encode(texts, batch_size=16)
+    assert np.array_equal(result, reference)  # each piece padded like its whole batch
+    assert sizes[:3] == [16, 8, 4] and set(sizes[3:]) <= {4, 1}
+    assert caplog.text.count("ran out of memory") == 1
+
+    monkeypatch.setattr(tiny_model, "embed", lambda *a, **k: (_ for _ in ()).throw(
+        MemoryError("still")))
+    with pytest.raises(MemoryError, match="still"):
+        tiny_model.encode(texts[:3], batch_size=4)

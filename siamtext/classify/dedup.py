@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
@@ -27,7 +28,10 @@ from siamtext.model_card import MODEL_ID_PLACEHOLDER
 from siamtext.validation import check_choice, check_positive_int, check_texts
 
 if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
     from siamtext.model import SiamText
+    from siamtext.static import StaticEncoder
 
 logger = logging.getLogger(__name__)
 CONFIG_NAME = "duplicate_detector.json"
@@ -188,6 +192,9 @@ class DuplicateDetector(HubMixin):
         faiss_index: str = "auto",
         recall_target: float = 0.95,
         show_progress: bool | None = None,
+        first_pass: StaticEncoder | None = None,
+        rerank_top: int | None = None,
+        first_pass_threshold: float | None = None,
     ) -> Duplicates:
         """Every duplicate pair in a corpus, and the groups they link.
 
@@ -214,6 +221,17 @@ class DuplicateDetector(HubMixin):
                 a sample of queries finds this share of its exact neighbours above the
                 threshold.
             show_progress: Progress bar; ``None``: on a terminal for long work.
+            first_pass: A :class:`~siamtext.static.StaticEncoder` (``model.distill_static()``)
+                for a cascade (:func:`siamtext.classify.cascade.find_duplicates`): it proposes
+                candidate pairs by static cosine (searched by ``method``), and the model
+                embeds only their texts and keeps those at or above the threshold. Needs
+                texts, and ``rerank_top`` and/or ``first_pass_threshold``; not ``top_k``.
+            rerank_top: Candidates: each text's ``rerank_top`` nearest by static cosine.
+                Alone it makes every text a candidate, so the model still embeds them all.
+            first_pass_threshold: Candidates: pairs whose static similarity reaches this
+                (with ``rerank_top``: the nearest among them). Texts without such a pair are
+                never embedded by the model. Set it from validation pairs, below
+                ``threshold``: static similarities run lower.
 
         Returns:
             :class:`Duplicates`. An empty corpus gives no pairs and no groups.
@@ -224,6 +242,14 @@ class DuplicateDetector(HubMixin):
             check_positive_int(top_k, "top_k")
         check_choice(method, ("exact", "faiss"), "method")
         check_positive_int(block_size, "block_size")
+        if first_pass is not None or rerank_top is not None or first_pass_threshold is not None:
+            from siamtext.classify import cascade
+
+            return cascade.find_duplicates(
+                self, corpus, threshold, first_pass=first_pass, rerank_top=rerank_top,
+                first_pass_threshold=first_pass_threshold, top_k=top_k, method=method,
+                block_size=block_size, faiss_index=faiss_index, recall_target=recall_target,
+                show_progress=show_progress)
         emb = self._corpus_embeddings(corpus)
         n = emb.shape[0]
         if method == "exact":
@@ -249,13 +275,42 @@ class DuplicateDetector(HubMixin):
                 raise ValueError(f"corpus embeddings have dimension {corpus.shape[1]}, but the "
                                  f"model embeds in {self.model.embedding_dim}: they come from "
                                  "another model")
-            return corpus.to(device, torch.float32)
+            emb = corpus.to(device, torch.float32)
+            if not bool(torch.isfinite(emb).all()):
+                row = int((~torch.isfinite(emb)).any(dim=1).nonzero()[0])
+                raise ValueError(f"corpus embeddings hold NaN or infinite values (row {row})")
+            return emb
         texts = check_texts(corpus, "corpus")
         model = self._require_model()
         if not texts:
             return torch.zeros((0, model.embedding_dim), device=device)
         return model.encode(texts, batch_size=self.batch_size, convert_to="torch",
                             normalize=True)
+
+    # ------------------------------------------------------------------ plot
+    def plot(self, pairs: list[tuple[str, str]], labels: object, **kwargs: object) -> Figure:
+        """Similarity histograms of duplicate and different pairs with the threshold in use,
+        and the precision-recall curve with its operating point. Needs
+        ``pip install 'siamtext[plot]'``.
+
+        Args:
+            pairs: ``[(text_a, text_b), ...]``, labelled pairs other than those fitted on.
+            labels: 1 (or True) for duplicates, 0 for different; both present.
+            **kwargs: Passed to :func:`siamtext.plot.threshold_figure` (``bins``, ``title``,
+                ``figsize``, ``dpi``).
+
+        Returns:
+            A matplotlib ``Figure``.
+        """
+        from siamtext.classify.threshold import split_pairs
+        from siamtext.plot import binary_labels, require_matplotlib, threshold_figure
+
+        threshold = self.decision_threshold
+        require_matplotlib("DuplicateDetector.plot()")
+        binary_labels(labels, (0, 1))  # before any encoding
+        scores = encode_pair_scores(self._require_model(), *split_pairs(pairs, "pairs"),
+                                    self.batch_size)
+        return threshold_figure(scores, labels, threshold, classes=(0, 1), **kwargs)
 
     # ------------------------------------------------------------------ persistence
     def save(self, folder: str | Path) -> Path:
@@ -288,6 +343,7 @@ class DuplicateDetector(HubMixin):
     def load(cls, folder: str | Path, **model_kwargs) -> DuplicateDetector:
         """Load a folder written by :meth:`save`; ``model_kwargs`` go to ``SiamText``."""
         payload = storage.read_json(folder, CONFIG_NAME, "DuplicateDetector")
+        _check_payload(Path(folder) / CONFIG_NAME, payload)
         model = storage.load_encoder(folder, **model_kwargs)
         det = cls(model, threshold=payload["threshold"], batch_size=payload["batch_size"])
         if payload.get("threshold_") is not None:
@@ -303,3 +359,33 @@ class DuplicateDetector(HubMixin):
             clf.calibration_ = info["calibration_"]
             det.classifier_ = clf
         return det
+
+
+def _check_payload(path: Path, payload: dict) -> None:
+    """Refuse a ``duplicate_detector.json`` whose values :meth:`DuplicateDetector.load`
+    cannot use, naming the file."""
+    try:
+        for key in ("threshold", "threshold_"):
+            if payload.get(key) is not None:
+                check_similarity_threshold(payload[key], key)
+        check_positive_int(payload.get("batch_size"), "batch_size")
+        info = payload.get("classifier")
+        if info is not None:
+            if not isinstance(info, dict) or payload.get("threshold_") is None:
+                raise ValueError("classifier must be an object and comes with threshold_")
+            classes = info.get("classes")
+            if not isinstance(classes, list) or len(classes) != 2:
+                raise ValueError(f"classifier.classes must list the 2 labels, got {classes!r:.80}")
+            calib = info.get("calibration_")
+            if not isinstance(calib, dict) or calib.get("method") not in ("platt", "isotonic"):
+                raise ValueError("classifier.calibration_ must be a platt or isotonic map")
+            if calib["method"] == "platt":
+                values = [calib.get("a"), calib.get("b")]
+            else:
+                x, y = calib.get("x"), calib.get("y")
+                paired = isinstance(x, list) and isinstance(y, list) and 0 < len(x) == len(y)
+                values = x + y if paired else [None]
+            if not all(isinstance(v, (int, float)) and math.isfinite(v) for v in values):
+                raise ValueError(f"classifier.calibration_ holds unusable values: {calib!r:.80}")
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"{path}: {err}") from None

@@ -8,6 +8,7 @@ added or removed without retraining anything.
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
@@ -17,7 +18,7 @@ import torch.nn.functional as F
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.exceptions import NotFittedError
 
-from siamtext.classify import storage
+from siamtext.classify import cascade, storage
 from siamtext.classify.search import single_thread
 from siamtext.classify.threshold import check_similarity_threshold, sweep_thresholds
 from siamtext.hub import HubMixin
@@ -25,12 +26,19 @@ from siamtext.model_card import MODEL_ID_PLACEHOLDER
 from siamtext.validation import check_choice, check_positive_int, check_texts
 
 if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
     from siamtext.model import SiamText
+    from siamtext.static import StaticEncoder
 
 Mode = Literal["prototype", "knn"]
 CONFIG_NAME = "intent_classifier.json"
 TENSORS_NAME = "intent_classifier.safetensors"
 _QUERY_CHUNK = 1024
+# Held while the stored classes change (fit, add_examples, remove_class) and while queries are
+# scored against them, so a query sees the state before an edit or after it, never a class
+# half added. Queries are embedded outside it. One lock for every classifier.
+_STATE_LOCK = threading.RLock()
 
 
 _USAGE = f"""```python
@@ -64,6 +72,15 @@ class IntentClassifier(HubMixin, ClassifierMixin, BaseEstimator):
             nothing until :meth:`fit_threshold` is called (a fitted ``threshold_`` wins).
         unknown_label: Label given to rejected (out-of-scope) inputs.
         batch_size: Encoding batch size.
+        first_pass: A :class:`~siamtext.static.StaticEncoder` (``model.distill_static()``) for
+            a cascade (:mod:`siamtext.classify.cascade`): it keeps static embeddings of the
+            examples (so ``fit`` needs texts) and answers first.
+        rerank_top: With ``first_pass``: the transformer decides among the static model's
+            ``rerank_top`` best classes only.
+        first_pass_margin: With ``first_pass``: :meth:`predict` returns the static answer
+            alone, without running the transformer, when the static margin (best minus
+            second-best static class score) is above this; ``None`` never does (a fitted
+            ``first_pass_margin_`` wins, see :meth:`fit_first_pass`).
 
     Attributes:
         classes_: Labels, in the order of the probability columns.
@@ -71,6 +88,7 @@ class IntentClassifier(HubMixin, ClassifierMixin, BaseEstimator):
         example_classes_: ``(n_examples,)`` index into ``classes_`` of each example.
         prototypes_: ``(n_classes, dim)`` normalised class means.
         threshold_: Rejection threshold set by :meth:`fit_threshold`.
+        first_pass_margin_: The static margin gate set by :meth:`fit_first_pass`.
 
     Example:
         >>> clf = IntentClassifier(SiamText()).fit(texts, labels)
@@ -88,6 +106,9 @@ class IntentClassifier(HubMixin, ClassifierMixin, BaseEstimator):
         threshold: float | None = None,
         unknown_label: str | int = "unknown",
         batch_size: int = 32,
+        first_pass: StaticEncoder | None = None,
+        rerank_top: int | None = None,
+        first_pass_margin: float | None = None,
     ) -> None:
         self.model = model
         self.mode = mode
@@ -96,6 +117,9 @@ class IntentClassifier(HubMixin, ClassifierMixin, BaseEstimator):
         self.threshold = threshold
         self.unknown_label = unknown_label
         self.batch_size = batch_size
+        self.first_pass = first_pass
+        self.rerank_top = rerank_top
+        self.first_pass_margin = first_pass_margin
 
     # ------------------------------------------------------------------ validation
     def _check_params(self) -> None:
@@ -103,11 +127,12 @@ class IntentClassifier(HubMixin, ClassifierMixin, BaseEstimator):
         check_positive_int(self.n_neighbors, "n_neighbors")
         check_positive_int(self.batch_size, "batch_size")
         t = self.temperature
-        if isinstance(t, bool) or not isinstance(t, (int, float)) or t <= 0:
-            raise ValueError(f"temperature must be a positive number, got {t!r}")
+        if isinstance(t, bool) or not isinstance(t, (int, float)) or not 0 < t < float("inf"):
+            raise ValueError(f"temperature must be a positive finite number, got {t!r}")
         if self.threshold is not None:
             check_similarity_threshold(self.threshold, "threshold")
         storage.json_label(self.unknown_label, "unknown_label")
+        cascade.check_params(self)
 
     def _check_fitted(self) -> None:
         if not hasattr(self, "examples_"):
@@ -136,6 +161,9 @@ class IntentClassifier(HubMixin, ClassifierMixin, BaseEstimator):
             if not texts:
                 return torch.zeros((0, self.model.embedding_dim), device=self.device)
             emb = self.model.encode(texts, batch_size=self.batch_size, convert_to="torch")
+        if not bool(torch.isfinite(emb).all()):
+            row = int((~torch.isfinite(emb)).any(dim=1).nonzero()[0])
+            raise ValueError(f"{name} embeddings hold NaN or infinite values (row {row})")
         dim = self.examples_.shape[1] if hasattr(self, "examples_") else None
         if dim is not None and emb.shape[1] != dim:
             raise ValueError(f"{name} has dimension {emb.shape[1]}, the stored examples have "
@@ -174,9 +202,13 @@ class IntentClassifier(HubMixin, ClassifierMixin, BaseEstimator):
             raise ValueError(f"y contains unknown_label={self.unknown_label!r}; out-of-scope "
                              "examples belong in fit_threshold, not fit")
         classes, inverse = np.unique(np.asarray(labels), return_inverse=True)
-        self._set_state(classes, emb, torch.as_tensor(inverse, device=emb.device))
-        for name in ("threshold_", "threshold_info_"):
-            self.__dict__.pop(name, None)
+        static = cascade.embed_examples(self, X, append=False)
+        with _STATE_LOCK:
+            self._set_state(classes, emb, torch.as_tensor(inverse, device=emb.device))
+            cascade.store_examples(self, static)
+            for name in ("threshold_", "threshold_info_", "first_pass_margin_",
+                         "first_pass_info_"):
+                self.__dict__.pop(name, None)
         return self
 
     def _set_state(self, classes: np.ndarray, examples: torch.Tensor,
@@ -192,9 +224,12 @@ class IntentClassifier(HubMixin, ClassifierMixin, BaseEstimator):
         self.n_features_in_ = examples.shape[1]
 
     # ------------------------------------------------------------------ scoring
-    def _scores(self, emb: torch.Tensor, proba: bool = True
+    def _scores(self, emb: torch.Tensor, proba: bool = True,
+                allowed: torch.Tensor | cascade.StaticQueries | None = None
                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Scores of normalised query embeddings, in chunks of queries.
+        """Scores of normalised query embeddings, in chunks of queries (only among the
+        classes ``allowed`` ``(n, n_classes)`` bool marks, when given: a static shortlist is
+        made here, against the state being scored).
 
         Returns:
             ``proba`` ``(n, n_classes)`` (empty when ``proba=False``), the best similarity
@@ -203,22 +238,28 @@ class IntentClassifier(HubMixin, ClassifierMixin, BaseEstimator):
         probas, bests, preds = [], [], []
         t = float(self.temperature)
         n_classes = len(self.classes_)
+        allowed = cascade.resolve_shortlist(self, allowed)
         with torch.inference_mode():
             for a in range(0, emb.shape[0], _QUERY_CHUNK):
                 q = emb[a : a + _QUERY_CHUNK]
+                ok = None if allowed is None else allowed[a : a + _QUERY_CHUNK]
                 # one matrix product on all threads; the rest is small work on one
                 if self.mode == "prototype":
                     sim = q @ self.prototypes_.T
+                    if ok is not None:
+                        sim = sim.masked_fill(~ok, float("-inf"))
                     with single_thread(sim.device):
                         best, pred = sim.max(dim=1)
                         if proba:
-                            probas.append(torch.softmax(sim / t, dim=1))
+                            probas.append(torch.softmax((sim - best[:, None]) / t, dim=1))
                 else:
                     sim = q @ self.examples_.T
+                    if ok is not None:
+                        sim = sim.masked_fill(~ok[:, self.example_classes_], float("-inf"))
                     k = min(self.n_neighbors, sim.shape[1])
                     top_v, top_i = torch.topk(sim, k, dim=1)
                     with single_thread(sim.device):
-                        weights = torch.softmax(top_v / t, dim=1)
+                        weights = torch.softmax((top_v - top_v[:, :1]) / t, dim=1)
                         votes = torch.zeros((q.shape[0], n_classes), device=q.device)
                         votes.scatter_add_(1, self.example_classes_[top_i], weights)
                         best, pred = top_v[:, 0], votes.argmax(dim=1)
@@ -238,22 +279,41 @@ class IntentClassifier(HubMixin, ClassifierMixin, BaseEstimator):
         fitted = getattr(self, "threshold_", None)
         return fitted if fitted is not None else self.threshold
 
+    @property
+    def first_pass_gate(self) -> float | None:
+        """The static margin gate in use (fitted, else given, else ``None``: never)."""
+        fitted = getattr(self, "first_pass_margin_", None)
+        return fitted if fitted is not None else self.first_pass_margin
+
     def predict_proba(self, X: object) -> np.ndarray:
         """Class probabilities ``(n, n_classes)``, columns in ``classes_`` order (no
         out-of-scope column: rejection is a threshold on :meth:`similarity`)."""
         self._check_fitted()
-        return self._scores(self._embed(X))[0].cpu().numpy()
+        allowed = cascade.shortlist(self, X)
+        emb = self._embed(X)
+        with _STATE_LOCK:
+            return self._scores(emb, allowed=allowed)[0].cpu().numpy()
 
     def similarity(self, X: object) -> np.ndarray:
         """Best cosine similarity of each input to the stored classes ``(n,)``."""
         self._check_fitted()
-        return self._scores(self._embed(X), proba=False)[1].cpu().numpy()
+        allowed = cascade.shortlist(self, X)
+        emb = self._embed(X)
+        with _STATE_LOCK:
+            return self._scores(emb, proba=False, allowed=allowed)[1].cpu().numpy()
 
     def predict(self, X: object) -> np.ndarray:
-        """The most likely label of each input, or ``unknown_label`` when rejected."""
+        """The most likely label of each input, or ``unknown_label`` when rejected.
+
+        With a ``first_pass``: the cascade's answer (:func:`siamtext.classify.cascade.predict`).
+        """
         self._check_fitted()
-        _, best, pred = self._scores(self._embed(X), proba=False)
-        return self._decide(pred.cpu().numpy(), best.cpu().numpy())
+        if self.first_pass is not None:
+            return cascade.predict(self, X)
+        emb = self._embed(X)
+        with _STATE_LOCK:
+            _, best, pred = self._scores(emb, proba=False)
+            return self._decide(pred.cpu().numpy(), best.cpu().numpy())
 
     def _decide(self, idx: np.ndarray, best: np.ndarray) -> np.ndarray:
         labels = self.classes_[idx]
@@ -276,9 +336,13 @@ class IntentClassifier(HubMixin, ClassifierMixin, BaseEstimator):
         """
         check_positive_int(k, "k")
         self._check_fitted()
-        proba = self._scores(self._embed(X))[0]
+        allowed = cascade.shortlist(self, X)
+        emb = self._embed(X)
+        with _STATE_LOCK:
+            proba = self._scores(emb, allowed=allowed)[0]
+            classes = self.classes_
         vals, idx = torch.topk(proba, min(k, proba.shape[1]), dim=1)
-        return self.classes_[idx.cpu().numpy()], vals.cpu().numpy()
+        return classes[idx.cpu().numpy()], vals.cpu().numpy()
 
     # ------------------------------------------------------------------ rejection
     def fit_threshold(self, X: object, y: object = None, *,
@@ -304,6 +368,7 @@ class IntentClassifier(HubMixin, ClassifierMixin, BaseEstimator):
         if target_recall is None and y is None:
             raise ValueError("fit_threshold needs labels y that include unknown_label "
                              "examples, or target_recall=...")
+        allowed = cascade.shortlist(self, X)
         emb = self._embed(X)
         if emb.shape[0] == 0:
             raise ValueError("X must hold at least one validation example, got none")
@@ -317,7 +382,9 @@ class IntentClassifier(HubMixin, ClassifierMixin, BaseEstimator):
             if strange:
                 raise ValueError(f"y has labels that are neither stored classes nor "
                                  f"unknown_label={self.unknown_label!r}: {strange[:5]}")
-        _, best_t, pred_t = self._scores(emb, proba=False)
+        with _STATE_LOCK:
+            _, best_t, pred_t = self._scores(emb, proba=False, allowed=allowed)
+            classes = self.classes_
         best = best_t.cpu().numpy().astype(np.float64)
         if target_recall is not None:
             inscope = np.sort(best[~oos])
@@ -334,7 +401,7 @@ class IntentClassifier(HubMixin, ClassifierMixin, BaseEstimator):
             if not oos.any() or oos.all():
                 raise ValueError("y must include both in-scope examples and out-of-scope ones "
                                  f"labelled unknown_label={self.unknown_label!r}")
-            pred = self.classes_[pred_t.cpu().numpy()]
+            pred = classes[pred_t.cpu().numpy()]
             right = np.array([not o and p == v for o, p, v in zip(oos, pred.tolist(), labels)])
             # accepted-and-right counts play the role of true positives in the sweep
             c = sweep_thresholds(best, right.astype(np.int64))
@@ -346,6 +413,29 @@ class IntentClassifier(HubMixin, ClassifierMixin, BaseEstimator):
         self.threshold_ = t
         self.threshold_info_ = info
         return self
+
+    def fit_first_pass(self, X: object, y: object = None, *,
+                       max_disagreement: float = 0.005) -> IntentClassifier:
+        """Fit the first pass's confidence gate on validation data (not the stored examples,
+        nor the data you report on).
+
+        ``first_pass_margin_`` becomes the smallest static margin at which the static answers
+        it lets through disagree with the transformer's (its full decision, out-of-scope
+        rejection included) on at most ``max_disagreement`` of the validation queries. Fit
+        it after :meth:`fit_threshold`.
+
+        Args:
+            X: Validation texts.
+            y: Their labels (optional): only adds accuracies to ``first_pass_info_``.
+            max_disagreement: Share of ``X`` the gate may answer differently from the
+                transformer, in [0, 1).
+
+        Returns:
+            self, with ``first_pass_margin_`` and ``first_pass_info_`` (``static_share``: the
+            share of ``X`` answered by the static model alone) set.
+        """
+        self._check_fitted()
+        return cascade.fit_gate(self, X, y, max_disagreement)
 
     # ------------------------------------------------------------------ editing
     def add_examples(self, X: object, label: str | int) -> IntentClassifier:
@@ -370,9 +460,18 @@ class IntentClassifier(HubMixin, ClassifierMixin, BaseEstimator):
         emb = self._embed(X)
         if emb.shape[0] == 0:
             raise ValueError("X must hold at least one example, got none")
+        static = cascade.embed_examples(self, X, append=fitted)
+        with _STATE_LOCK:
+            return self._add_embedded(emb, label, static)
+
+    def _add_embedded(self, emb: torch.Tensor, label: str | int, static: object
+                      ) -> IntentClassifier:
+        """Store embedded examples under ``label``; the caller holds ``_STATE_LOCK``."""
+        fitted = hasattr(self, "examples_")
         if not fitted:
             self._set_state(np.asarray([label]), emb,
                             torch.zeros(emb.shape[0], dtype=torch.long, device=emb.device))
+            cascade.store_examples(self, static)
             return self
         classes = self.classes_.tolist()
         examples = torch.cat([self.examples_, emb])
@@ -389,6 +488,7 @@ class IntentClassifier(HubMixin, ClassifierMixin, BaseEstimator):
         # only this class's prototype changes
         prototypes[c] = F.normalize(examples[example_classes == c].sum(dim=0), p=2, dim=-1)
         self._set_state(new_classes, examples, example_classes, prototypes)
+        cascade.store_examples(self, static, append=True)
         return self
 
     def remove_class(self, label: str | int) -> IntentClassifier:
@@ -398,6 +498,10 @@ class IntentClassifier(HubMixin, ClassifierMixin, BaseEstimator):
             ValueError: If ``label`` is not a stored class, or is the only one.
         """
         self._check_fitted()
+        with _STATE_LOCK:
+            return self._remove_class(label)
+
+    def _remove_class(self, label: str | int) -> IntentClassifier:
         classes = self.classes_.tolist()
         if label not in classes:
             raise ValueError(f"label {label!r} is not a stored class ({len(classes)} classes, "
@@ -410,7 +514,35 @@ class IntentClassifier(HubMixin, ClassifierMixin, BaseEstimator):
         example_classes = example_classes - (example_classes > c).long()
         self._set_state(np.asarray(classes[:c] + classes[c + 1 :]), self.examples_[keep],
                         example_classes)
+        cascade.store_examples(self, None, keep=keep)
         return self
+
+    # ------------------------------------------------------------------ plot
+    def plot_confusions(self, texts: object, labels: object, top: int = 20,
+                        **kwargs: object) -> Figure:
+        """The ``top`` most confused ``true -> predicted`` class pairs on labelled data, as
+        bars. Directions count apart (an ``a`` taken for ``b`` is not a ``b`` taken for
+        ``a``); rejected inputs count as taken for ``unknown_label``. Needs
+        ``pip install 'siamtext[plot]'``.
+
+        Args:
+            texts: Texts (or embeddings), as for :meth:`predict`.
+            labels: Their true labels.
+            top: How many pairs to show.
+            **kwargs: Passed to :func:`siamtext.plot.confusion_pairs_figure` (``title``,
+                ``figsize``, ``dpi``).
+
+        Returns:
+            A matplotlib ``Figure``.
+        """
+        from siamtext.plot import confusion_pairs, confusion_pairs_figure, require_matplotlib
+
+        check_positive_int(top, "top")
+        self._check_fitted()
+        require_matplotlib("IntentClassifier.plot_confusions()")
+        gold = self._labels(labels, len(texts), "labels")
+        pairs, counts = confusion_pairs(gold, self.predict(texts))
+        return confusion_pairs_figure(pairs, counts, top=top, **kwargs)
 
     # ------------------------------------------------------------------ persistence
     def save(self, folder: str | Path) -> Path:
@@ -422,21 +554,28 @@ class IntentClassifier(HubMixin, ClassifierMixin, BaseEstimator):
         import siamtext
 
         self._check_fitted()
+        with _STATE_LOCK:  # the classes and the examples of one state
+            classes, examples, example_classes = (self.classes_, self.examples_,
+                                                  self.example_classes_)
         payload = {
             "kind": "IntentClassifier", "format_version": storage.FORMAT_VERSION,
             "siamtext_version": siamtext.__version__,
             "params": {"mode": self.mode, "n_neighbors": self.n_neighbors,
                        "temperature": self.temperature, "threshold": self.threshold,
                        "unknown_label": self.unknown_label, "batch_size": self.batch_size},
-            "classes": self.classes_.tolist(),
+            "classes": classes.tolist(),
             "threshold_": getattr(self, "threshold_", None),
             "threshold_info_": getattr(self, "threshold_info_", None),
         }
-        tensors = {"examples": self.examples_.detach().cpu().contiguous(),
-                   "example_classes": self.example_classes_.detach().cpu().contiguous()}
+        tensors = {"examples": examples.detach().cpu().contiguous(),
+                   "example_classes": example_classes.detach().cpu().contiguous()}
+        first_pass, first_pass_tensors = cascade.state(self)  # a static model beside
+        payload.update(first_pass)
+        tensors.update(first_pass_tensors)
 
         def write(tmp: Path) -> None:
             storage.save_encoder(self.model, tmp, kind="IntentClassifier", usage=_USAGE)
+            cascade.save(self, tmp)
             save_file(tensors, str(tmp / TENSORS_NAME))
             storage.write_json(tmp / CONFIG_NAME, payload)
 
@@ -445,24 +584,53 @@ class IntentClassifier(HubMixin, ClassifierMixin, BaseEstimator):
     @classmethod
     def load(cls, folder: str | Path, **model_kwargs) -> IntentClassifier:
         """Load a folder written by :meth:`save`; ``model_kwargs`` go to ``SiamText``."""
-        from safetensors.torch import load_file
-
         payload = storage.read_json(folder, CONFIG_NAME, "IntentClassifier")
         path = Path(folder) / TENSORS_NAME
         if not path.is_file():
             raise FileNotFoundError(f"{folder} is not a saved IntentClassifier: "
                                     f"{TENSORS_NAME} is missing")
-        tensors = load_file(str(path))
+        tensors = storage.load_tensors(path)
+        _check_tensors(path, payload, tensors)
         clf = cls(storage.load_encoder(folder, **model_kwargs), **payload["params"])
+        if clf.model is not None and tensors["examples"].shape[1] != clf.model.embedding_dim:
+            raise ValueError(f"{path}: the examples have dimension "
+                             f"{tensors['examples'].shape[1]}, the encoder in "
+                             f"{Path(folder) / storage.ENCODER_DIR} embeds in "
+                             f"{clf.model.embedding_dim}")
         device = clf.device
         clf._set_state(np.asarray(payload["classes"]), tensors["examples"].to(device),
                        tensors["example_classes"].to(device))
         if payload.get("threshold_") is not None:
             clf.threshold_ = float(payload["threshold_"])
             clf.threshold_info_ = payload.get("threshold_info_")
+        cascade.restore(clf, folder, payload, tensors)
         return clf
 
 
 def _count_below(values: np.ndarray, thresholds: np.ndarray) -> np.ndarray:
     """For each threshold, how many ``values`` are strictly below it."""
     return np.searchsorted(np.sort(values), thresholds, side="left").astype(np.float64)
+
+
+def _check_tensors(path: Path, payload: dict, tensors: dict[str, torch.Tensor]) -> None:
+    """Refuse stored examples that do not fit the stored classes, naming the file."""
+    examples, owners = tensors.get("examples"), tensors.get("example_classes")
+    classes = payload.get("classes")
+    if examples is None or owners is None:
+        raise ValueError(f"{path} lacks the 'examples' or 'example_classes' tensor")
+    if not isinstance(classes, list) or not classes:
+        raise ValueError(f"{path.parent / CONFIG_NAME}: 'classes' must be a non-empty list")
+    if examples.ndim != 2 or not examples.is_floating_point():
+        raise ValueError(f"{path}: 'examples' must be a 2-D float tensor, got "
+                         f"{examples.dtype} of shape {tuple(examples.shape)}")
+    if owners.ndim != 1 or owners.dtype != torch.long or len(owners) != len(examples):
+        raise ValueError(f"{path}: 'example_classes' must be {len(examples)} int64 class "
+                         f"indices, got {owners.dtype} of shape {tuple(owners.shape)}")
+    out_of_range = len(owners) > 0 and (int(owners.min()) < 0
+                                         or int(owners.max()) >= len(classes))
+    if out_of_range or torch.unique(owners).numel() != len(classes):
+        raise ValueError(f"{path}: 'example_classes' does not match the {len(classes)} labels "
+                         f"of {CONFIG_NAME}: every class needs an example and every index "
+                         f"must be in [0, {len(classes)})")
+    if not bool(torch.isfinite(examples).all()):
+        raise ValueError(f"{path}: 'examples' holds NaN or infinite values")

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import threading
 from contextlib import contextmanager
 
 import numpy as np
@@ -34,6 +35,12 @@ from tqdm.auto import tqdm
 logger = logging.getLogger(__name__)
 
 DEFAULT_BLOCK_SIZE = 4096
+# Most pairs a search with top_k=None may return (about 1 GB while they are sorted): past it
+# the search stops with an error instead of filling the memory.
+MAX_PAIRS = 20_000_000
+_threads_lock = threading.Lock()
+_threads_users = 0  # callers inside single_thread, over all Python threads
+_threads_saved = 0  # the thread count to restore when the last one leaves
 
 
 def _progress(total: int, show: bool | None, desc: str) -> tqdm:
@@ -48,18 +55,29 @@ def single_thread(device: torch.device):
 
     Between two matrix products come many small operations; on a busy machine every
     multi-threaded one waits for its slowest thread (measured here: a 256 x 384 normalise
-    took 16 ms on two threads, 0.1 ms on one). The products keep all threads. The thread
-    count is process-wide: calls from several Python threads at once share it.
+    took 16 ms on two threads, 0.1 ms on one). The products keep all threads.
+
+    The thread count is process-wide, so calls from several Python threads share one
+    setting: the first to enter saves the count and the last to leave restores it (a save
+    and restore per call would let overlapping calls leave the process on one thread).
+    Other threads' work runs on one thread meanwhile; results do not depend on it.
     """
+    global _threads_users, _threads_saved
     if device.type != "cpu":
         yield
         return
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
+    with _threads_lock:
+        if _threads_users == 0:
+            _threads_saved = torch.get_num_threads()
+            torch.set_num_threads(1)
+        _threads_users += 1
     try:
         yield
     finally:
-        torch.set_num_threads(threads)
+        with _threads_lock:
+            _threads_users -= 1
+            if _threads_users == 0:
+                torch.set_num_threads(_threads_saved)
 
 
 def _merge_topk(
@@ -243,6 +261,7 @@ def _all_pairs_above(
     emb: torch.Tensor, threshold: float, starts: list[int], block_size: int, bar: tqdm
 ) -> tuple[np.ndarray, np.ndarray]:
     los, his, scores = [], [], []
+    found = 0
     with torch.inference_mode(), bar:
         for bi, a in enumerate(starts):
             rows_emb = emb[a : a + block_size]
@@ -252,7 +271,15 @@ def _all_pairs_above(
                     sim = torch.triu(sim, diagonal=1) + torch.tril(
                         torch.full_like(sim, float("-inf"))
                     )
-                hit = (sim >= threshold).nonzero()
+                above = sim >= threshold
+                found += int(above.sum())
+                if found > MAX_PAIRS:
+                    raise ValueError(
+                        f"more than {MAX_PAIRS:,} pairs are at or above threshold="
+                        f"{threshold:.4f} (many near-identical texts?): pass top_k=... to "
+                        "keep each text's nearest only, or raise the threshold "
+                        "(siamtext.classify.search.MAX_PAIRS sets the limit)")
+                hit = above.nonzero()
                 los.append(hit[:, 0] + a)
                 his.append(hit[:, 1] + b)
                 scores.append(sim[hit[:, 0], hit[:, 1]])

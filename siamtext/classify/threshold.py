@@ -12,6 +12,8 @@ from sklearn.exceptions import NotFittedError
 from siamtext.validation import check_choice, check_positive_int
 
 if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
     from siamtext.model import SiamText
 
 Objective = Literal["f1", "accuracy", "precision_at_recall", "recall_at_precision"]
@@ -44,7 +46,11 @@ def check_binary_labels(y: object, name: str = "y") -> tuple[np.ndarray, np.ndar
     arr = np.asarray(y)
     if arr.ndim != 1:
         raise ValueError(f"{name} must be a 1-D list of binary labels, got shape {arr.shape}")
-    classes = np.unique(arr)
+    try:
+        classes = np.unique(arr)
+    except TypeError:  # mixed types such as None and 1 do not sort
+        raise TypeError(f"{name} must hold binary labels of one type (1 = same/duplicate), "
+                        f"got {sorted({type(v).__name__ for v in arr.tolist()})}") from None
     if len(classes) != 2:
         hint = " (a single class cannot set a threshold)" if len(classes) == 1 else ""
         raise ValueError(f"{name} must hold exactly two classes (binary labels, 1 = same/"
@@ -215,6 +221,29 @@ class ThresholdClassifier(ClassifierMixin, BaseEstimator):
         self._check_fitted()
         p = apply_calibration(self.similarity(X), self.calibration_)
         return np.stack([1.0 - p, p], axis=1)
+
+    # ------------------------------------------------------------------ plot
+    def plot(self, X: object, y: object, **kwargs: object) -> Figure:
+        """Similarity histograms by label with ``threshold_``, and the precision-recall curve
+        with the threshold's operating point, on labelled pairs (held-out ones: ``fit`` keeps
+        no scores). Needs ``pip install 'siamtext[plot]'``.
+
+        Args:
+            X: Scores or text pairs, as for :meth:`fit`.
+            y: Their labels, both of ``classes_`` present.
+            **kwargs: Passed to :func:`siamtext.plot.threshold_figure` (``bins``, ``title``,
+                ``figsize``, ``dpi``).
+
+        Returns:
+            A matplotlib ``Figure``.
+        """
+        from siamtext.plot import binary_labels, require_matplotlib, threshold_figure
+
+        self._check_fitted()
+        require_matplotlib("ThresholdClassifier.plot()")
+        binary_labels(y, self.classes_, "y")  # before any encoding
+        return threshold_figure(self.similarity(X), y, self.threshold_, classes=self.classes_,
+                                **kwargs)
 
 
 # ---------------------------------------------------------------------- helpers

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from siamtext.data.prepare import check_columns
+from siamtext.validation import check_texts
 
 if TYPE_CHECKING:
     from siamtext.model import SiamText
@@ -57,20 +58,58 @@ class TextCollator:
     def __call__(self, rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         if not rows:
             raise ValueError("cannot collate an empty list of rows")
-        check_columns(list(rows[0]), self.columns, "row")
+        for i, row in enumerate(rows):
+            if not isinstance(row, Mapping):
+                raise TypeError(f"rows[{i}] must be a mapping of column -> value, got "
+                                f"{type(row).__name__}")
+            check_columns(list(row), self.columns, f"rows[{i}]")
         features = []
         for col in self.text_columns:
             cells = [row[col] for row in rows]
             if isinstance(cells[0], str):
-                ids = self.model.token_ids(cells, self.max_length)
+                ids = self.model.token_ids(check_texts(cells, f"column {col!r}"),
+                                           self.max_length)
             else:
-                ids = cells
+                ids = _check_token_ids(cells, col)
             features.append(self.model.pad(ids, self.device))
         labels = None
         if self.label_column is not None:
-            labels = torch.as_tensor([row[self.label_column] for row in rows],
-                                     dtype=self.label_dtype)
+            labels = _label_tensor([row[self.label_column] for row in rows],
+                                   self.label_dtype, self.label_column)
         return {"features": features, "labels": labels}
+
+
+def _check_token_ids(cells: list[Any], column: str) -> list[Any]:
+    """Pre-tokenised cells: each a non-empty sequence of token ids."""
+    for i, cell in enumerate(cells):
+        if isinstance(cell, (str, bytes)) or not hasattr(cell, "__len__"):
+            raise TypeError(f"column {column!r}[{i}] must be a string or a list of token ids "
+                            f"like the rows before it, got {type(cell).__name__}: {cell!r:.60}")
+        if len(cell) == 0:
+            raise ValueError(f"column {column!r}[{i}] is an empty list of token ids; "
+                             "pretokenize() always keeps the special tokens")
+    return cells
+
+
+def _label_tensor(values: list[Any], dtype: torch.dtype, column: str) -> torch.Tensor:
+    """Labels as a ``(batch,)`` tensor of ``dtype``; each must be a finite number (and a whole
+    one for an integer dtype)."""
+    try:
+        exact = torch.as_tensor(values, dtype=torch.float64)
+    except (TypeError, ValueError, RuntimeError) as err:
+        raise TypeError(f"column {column!r} must hold one number per row, got "
+                        f"{values[:4]!r:.80}") from err
+    if exact.ndim != 1:
+        raise ValueError(f"column {column!r} must hold one number per row, got shape "
+                         f"{tuple(exact.shape)}")
+    bad = ~torch.isfinite(exact)
+    if not dtype.is_floating_point:
+        bad |= exact != exact.round()
+    if bool(bad.any()):
+        i = int(bad.nonzero()[0])
+        kind = "finite numbers" if dtype.is_floating_point else "whole numbers (class ids)"
+        raise ValueError(f"column {column!r}[{i}] is {values[i]!r}; labels must be {kind}")
+    return torch.as_tensor(values, dtype=dtype)
 
 
 class PairCollator(TextCollator):

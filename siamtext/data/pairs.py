@@ -27,11 +27,18 @@ def _group(texts: object, labels: Sequence[Hashable], *, need_negatives: bool,
     texts = check_texts(texts, "texts")
     if len(texts) == 0:
         raise ValueError("texts is empty: building pairs needs labelled texts")
+    if isinstance(labels, (str, bytes)) or not hasattr(labels, "__len__"):
+        raise TypeError(f"labels must be a list of class labels, got {type(labels).__name__}")
     if len(labels) != len(texts):
         raise ValueError(f"labels has {len(labels)} entries but texts has {len(texts)}; give "
                          "one label per text")
     by_class: dict[Hashable, list[int]] = {}
     for i, label in enumerate(labels):
+        if not isinstance(label, Hashable):
+            raise TypeError(f"labels[{i}] must be hashable (a string or a number), got "
+                            f"{type(label).__name__}: {label!r:.60}")
+        if label != label:  # NaN: never equal to itself, so it would split into classes
+            raise ValueError(f"labels[{i}] is {label!r}; give every text a real class label")
         by_class.setdefault(label, []).append(i)
     if need_negatives and len(by_class) < 2:
         raise ValueError(f"labels has a single class ({next(iter(by_class))!r}): negatives "

@@ -47,7 +47,7 @@ def test_custom_column_names_and_missing_columns(tiny_model) -> None:
     rows = [{"q1": "a", "q2": "b", "dup": 1}]
     batch = PairCollator(tiny_model, sentence1="q1", sentence2="q2", label="dup")(rows)
     assert batch["labels"].tolist() == [1.0]
-    with pytest.raises(ValueError, match=r"row is missing column\(s\) \['sentence1', "
+    with pytest.raises(ValueError, match=r"rows\[0\] is missing column\(s\) \['sentence1', "
                                          r"'sentence2', 'label'\]; it has columns "
                                          r"\['q1', 'q2', 'dup'\]"):
         PairCollator(tiny_model)(rows)
