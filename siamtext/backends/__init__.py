@@ -49,7 +49,12 @@ OUTPUT_NAMES = ("last_hidden_state", "token_embeddings")
 
 
 class Engine(Protocol):
-    """A loaded exported transformer: a padded batch in, token embeddings out."""
+    """A loaded exported transformer: a padded batch in, token embeddings out.
+
+    An engine may also offer ``concurrency`` (an int above 1) and a ``one_thread`` method
+    with the ``__call__`` signature that several Python threads may call at once; then
+    ``SiamText.encode`` runs that many batches concurrently through it.
+    """
 
     path: Path
 

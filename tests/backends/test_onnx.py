@@ -178,3 +178,36 @@ def test_file_name_says_which_exported_file_runs(tiny_model, tiny_onnx, tiny_onn
     quant = quantized_file_name("int8")
     assert SiamText(tiny_onnx_dir, backend="onnx", file_name=quant).file_name == quant
     assert tiny_onnx.file_name == "model.onnx" and tiny_model.file_name is None
+
+
+def test_concurrent_batches_give_the_one_at_a_time_result(tiny_onnx_dir, corpus, monkeypatch):
+    import threading
+
+    model = SiamText(tiny_onnx_dir, backend="onnx")
+    engine = model._engine
+    texts = corpus[:40] + TEXTS
+    monkeypatch.setattr(engine, "concurrency", 1)
+    one_at_a_time = model.encode(texts, batch_size=4)
+
+    threads, real = set(), engine.one_thread
+
+    def one_thread(*args, **kwargs):
+        threads.add(threading.get_ident())
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(engine, "concurrency", 3)
+    monkeypatch.setattr(engine, "one_thread", one_thread)
+    together = model.encode(texts, batch_size=4)
+    assert np.array_equal(together, one_at_a_time)  # the same batches, so the same rows
+    assert len(threads) > 1 and threading.get_ident() not in threads
+    # a single batch runs on the session with every thread
+    threads.clear()
+    model.encode(texts[:4], batch_size=4)
+    assert not threads
+
+    def failing(*args, **kwargs):
+        raise RuntimeError("engine failed")
+
+    monkeypatch.setattr(engine, "one_thread", failing)
+    with pytest.raises(RuntimeError, match="engine failed"):
+        model.encode(texts, batch_size=4)
