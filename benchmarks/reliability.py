@@ -15,7 +15,9 @@ it is a bug to fix, not a figure to publish:
   ``"skip"`` (passed: training finishes, one step skipped, weights finite); plus saved model
   folders with one random weight set to NaN or inf (passed: refused at load, naming it).
 * ``oom``: ``encode`` whose forward raises ``MemoryError`` above a random batch size.
-  Passed: the embeddings equal an uninterrupted run's, bit for bit.
+  Passed: the embeddings equal an uninterrupted run's, bit for bit; when memory holds only
+  one text, within 1e-6 (torch's kernels for a single row can round the last bit
+  differently: 9e-8 measured).
 
 * ``text``, ``folders``, ``threads``: hostile text, hostile model folders and 8 threads at
   once on the packaged all-MiniLM-L6-v2 (``benchmarks/reliability_inputs.py``, which shares
@@ -48,12 +50,14 @@ from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
 
+import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import REPO, table, write_results  # noqa: E402
 
-Row = tuple[int, int, list[str]]  # tried, passed, notes on failures
+OOM_SINGLE_ROW_TOLERANCE = 1e-6
+Row = tuple[int, int, list[str]]  # tried, passed, notes (failures; figures of passed cases)
 FAILPOINTS = ["step=1", "checkpoint=2", "commit=checkpoint-2", "step=3", "save=checkpoint-4",
               "checkpoint=4", "step=5", "commit=checkpoint-6", "save=model", "commit=model"]
 
@@ -266,15 +270,20 @@ def row_oom(work: Path, n: int, rng: random.Random) -> Row:
 
         model.embed = embed
         try:
-            ok = bool((model.encode(texts, batch_size=batch) == reference).all())
+            diff = float(np.abs(model.encode(texts, batch_size=batch) - reference).max())
         except MemoryError:
-            ok = False
+            diff = float("inf")
         finally:
             del model.embed
         tried += 1
+        # bit for bit while pieces hold 2+ texts; a piece of one text runs torch's
+        # single-row kernels, which can differ in the last bit (up to 9e-8 measured)
+        ok = diff == 0.0 or (limit == 1 and diff <= OOM_SINGLE_ROW_TOLERANCE)
         passed += ok
         if not ok:
-            notes.append(f"batch {batch}, memory for {limit}")
+            notes.append(f"batch {batch}, memory for {limit}: max abs difference {diff:g}")
+        elif diff:
+            notes.append(f"batch {batch}, memory for 1: max abs difference {diff:g} (last bit)")
     return tried, passed, notes
 
 
@@ -362,11 +371,11 @@ def main() -> None:
             results[name] = {"what": label, "tried": tried, "passed": passed,
                              "rate": passed / tried if tried else None,
                              "seconds": round(seconds, 1),
-                             ("figures" if name == "load" else "failures"): notes}
+                             "notes": notes}  # failures, and figures of passed cases
             lines.append([label, tried, passed, f"{100 * passed / max(tried, 1):.0f} %"])
     print(table(["row", "tried", "passed", "rate"], lines))
     for name, result in results.items():
-        for line in result.get("figures", []) + result.get("failures", []):
+        for line in result["notes"]:
             print(f"{name}: {line}")
     path = write_results("reliability_quick" if args.quick else "reliability",
                          {"quick": args.quick, "seed": args.seed, "rows": results})
