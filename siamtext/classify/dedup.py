@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
@@ -265,7 +266,9 @@ class DuplicateDetector(HubMixin):
     def _corpus_embeddings(self, corpus: object) -> torch.Tensor:
         device = self.model.device if self.model is not None else torch.device("cpu")
         if isinstance(corpus, np.ndarray):
-            corpus = torch.from_numpy(corpus)
+            with warnings.catch_warnings():  # a read-only memory map: nothing writes to it
+                warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+                corpus = torch.from_numpy(corpus)
         if isinstance(corpus, torch.Tensor):
             if corpus.ndim != 2:
                 raise ValueError(f"corpus embeddings must be 2-D (n, dim), got shape "
