@@ -13,6 +13,7 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from siamtext.cli.tabular import write_rows
+from siamtext.corpus.encode import check_output
 from siamtext.corpus.readers import open_source
 from siamtext.validation import check_positive_int
 
@@ -99,14 +100,7 @@ def check_predictions_output(output: str | Path | None, overwrite: bool = False)
     ``.csv``/``.tsv``/``.jsonl`` or when it exists and ``overwrite`` is false."""
     if output in (None, "-"):
         return None
-    target = Path(output)
-    if target.suffix.lower() not in PREDICTION_FORMATS:
-        raise ValueError(f"output {str(output)!r}: unsupported file type {target.suffix!r}; "
-                         f"expected one of {list(PREDICTION_FORMATS)}")
-    if target.exists() and not overwrite:
-        raise ValueError(f"output {str(output)!r} exists; pass overwrite=True (--overwrite) "
-                         "to replace it")
-    return target
+    return check_output(output, overwrite, PREDICTION_FORMATS)
 
 
 def partial_path(output: Path) -> Path:

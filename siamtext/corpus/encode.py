@@ -7,6 +7,7 @@ import json
 import logging
 import os
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -54,17 +55,18 @@ def shard_rows(total: int, shard: tuple[int, int] | None) -> tuple[int, int]:
     return index * total // count, (index + 1) * total // count
 
 
-def check_output(output: str | Path, overwrite: bool = False) -> Path:
-    """The output path, if its extension is supported and it may be written.
+def check_output(output: str | Path, overwrite: bool = False,
+                 formats: Sequence[str] = OUTPUT_FORMATS) -> Path:
+    """The output path, if its extension is one of ``formats`` and it may be written.
 
     Raises:
         ValueError: For another extension (naming the supported ones), or an existing output
             without ``overwrite``.
     """
     path = Path(output)
-    if path.suffix.lower() not in OUTPUT_FORMATS:
+    if path.suffix.lower() not in formats:
         raise ValueError(f"output {str(output)!r}: unsupported file type {path.suffix!r}; "
-                         f"expected one of {list(OUTPUT_FORMATS)}")
+                         f"expected one of {list(formats)}")
     if path.exists() and not overwrite:
         raise ValueError(f"output {str(output)!r} exists; pass overwrite=True (--overwrite) "
                          f"to replace it")
