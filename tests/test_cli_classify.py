@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from siamtext.classify.dedup import DuplicateDetector
+from siamtext.classify.intent import IntentClassifier
 from siamtext.cli import classify as classify_cli
 from siamtext.cli import dedup as dedup_cli
 
@@ -82,6 +83,24 @@ def test_classify_train_predict_save_load(tiny_bert_dir, tmp_path, capsys):
     labels = [line.split(",")[2] for line in capsys.readouterr().out.splitlines()[1:]]
     sims = np.array([float(line.split(",")[3]) for line in out.read_text().splitlines()[1:]])
     assert all(lab == "unknown" for lab, s in zip(labels, sims) if s < 1.0)
+
+
+def test_classify_logistic_mode(tiny_bert_dir, tmp_path):
+    train = tmp_path / "train.jsonl"
+    train.write_text("".join(json.dumps({"text": t, "label": lab}) + "\n" for t, lab in [
+        ("I lost my card", "card_lost"), ("my card was stolen", "card_lost"),
+        ("what is the exchange rate", "exchange_rate"), ("euro to dollar rate", "exchange_rate"),
+    ]))
+    queries = tmp_path / "q.txt"
+    queries.write_text("I lost my card\neuro to dollar rate\n")
+    out, folder = tmp_path / "pred.csv", tmp_path / "clf"
+    args = ["classify", "--train", str(train), "--predict", str(queries), "--model",
+            str(tiny_bert_dir), "--device", "cpu", "--mode", "logistic", "--C", "100",
+            "-o", str(out), "--save", str(folder)]
+    assert run_cli(classify_cli, args) == 0
+    assert [r["label"] for r in csv.DictReader(out.open())] == ["card_lost", "exchange_rate"]
+    loaded = IntentClassifier.load(folder)
+    assert loaded.mode == "logistic" and loaded.C_ == 100.0
 
 
 def test_classify_errors(tmp_path):

@@ -23,8 +23,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     parser.add_argument("--label-column", default="label")
     parser.add_argument("--model", default=None,
                         help="model folder or Hub id (default: all-MiniLM-L6-v2, bundled)")
-    parser.add_argument("--mode", choices=["prototype", "knn"], default="prototype")
+    parser.add_argument("--mode", choices=["prototype", "knn", "logistic"], default="prototype",
+                        help="logistic: a logistic-regression head, best up to ~1,000 classes")
     parser.add_argument("--n-neighbors", type=int, default=5, help="neighbours for --mode knn")
+    parser.add_argument("--C", type=float, default=None, dest="C",
+                        help="--mode logistic: inverse regularisation (default: chosen by "
+                             "cross-validation, which needs 2 examples per class)")
     parser.add_argument("--threshold", type=float, default=None,
                         help="reject inputs whose best similarity is below this")
     parser.add_argument("--unknown-label", default="unknown", help="label of rejected inputs")
@@ -65,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
         labels = column(rows, args.label_column, args.train)
         clf = IntentClassifier(
             SiamText(args.model or DEFAULT_MODEL, **model_kwargs(args)), mode=args.mode,
-            n_neighbors=args.n_neighbors, threshold=args.threshold,
+            n_neighbors=args.n_neighbors, C=args.C, threshold=args.threshold,
             unknown_label=args.unknown_label, batch_size=args.batch_size,
         ).fit(texts, labels)
         print(f"fitted {len(clf.classes_)} classes from {len(texts)} examples", file=sys.stderr)
