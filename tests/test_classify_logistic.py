@@ -174,9 +174,11 @@ def test_end_to_end_on_texts(tiny_model, tmp_path):
     clf = IntentClassifier(tiny_model, mode="logistic").fit(texts, labels)
     assert (clf.predict(texts) == np.asarray(labels)).mean() > 0.5  # a random tiny tower
     clf.add_examples(["where is my parcel", "my package has not arrived"], "delivery")
+    # a random tiny tower embeds every text alike, so only the refit itself is checked here
+    # (the toy tests above check what it predicts)
     assert clf.classes_[-1] == "delivery" and clf.head_.coef.shape[0] == len(clf.classes_)
-    # a random tiny tower embeds every text alike; still, the head leans to the new class
-    assert clf.predict_proba(["where is my parcel"])[0, -1] > 1 / len(clf.classes_)
+    proba = clf.predict_proba(["where is my parcel"])
+    assert proba.shape == (1, len(clf.classes_)) and proba.sum() == pytest.approx(1, abs=1e-5)
     loaded = IntentClassifier.load(clf.save(tmp_path / "intent"), device="cpu")
     np.testing.assert_allclose(loaded.predict_proba(texts[:20]), clf.predict_proba(texts[:20]),
                                atol=1e-6)
