@@ -101,6 +101,13 @@ def take(groups: dict[str, list[str]], per_class: int | None, seed: int,
     return x, y
 
 
+def shuffled(groups: dict[str, list[str]], seed: int) -> list[str]:
+    """The class names in a seeded random order (which are tail, new or unknown)."""
+    classes = sorted(groups)
+    random.Random(seed).shuffle(classes)
+    return classes
+
+
 def select(texts: list[str], labels: list[str], classes: set[str]
            ) -> tuple[list[str], list[str]]:
     keep = [i for i, y in enumerate(labels) if y in classes]
@@ -250,8 +257,7 @@ def full(cfg: argparse.Namespace) -> dict:
 def longtail(cfg: argparse.Namespace) -> dict:
     train, test = load(cfg)
     groups = by_class(*train)
-    classes = sorted(groups)
-    random.Random(cfg.seeds[0]).shuffle(classes)
+    classes = shuffled(groups, cfg.seeds[0])
     tail = set(classes[: len(classes) // 2])
     x, y = [], []
     for c in sorted(groups):
@@ -283,8 +289,7 @@ def longtail(cfg: argparse.Namespace) -> dict:
 def newclasses(cfg: argparse.Namespace) -> dict:
     train, test = load(cfg)
     groups = by_class(*train)
-    classes = sorted(groups)
-    random.Random(cfg.seeds[0]).shuffle(classes)
+    classes = shuffled(groups, cfg.seeds[0])
     n_new = max(2, round(len(classes) * 10 / 77))  # 10 of Banking77's 77
     new, base = classes[:n_new], classes[n_new:]
     x, y = take(groups, cfg.base_shots, cfg.seeds[0], base)
@@ -333,8 +338,7 @@ def oos(cfg: argparse.Namespace) -> dict:
 
     train, test = load(cfg)
     groups = by_class(*train)
-    classes = sorted(groups)
-    random.Random(cfg.seeds[0]).shuffle(classes)
+    classes = shuffled(groups, cfg.seeds[0])
     n_unknown = max(2, len(classes) // 4)
     unknown, known = classes[:n_unknown], classes[n_unknown:]
     x, y = take(groups, cfg.base_shots, cfg.seeds[0], known)

@@ -57,7 +57,8 @@ def test_dedup_with_a_saved_detector_and_csv_column(tiny_model, tmp_path, capsys
         run_cli(dedup_cli, ["dedup", str(tmp_path / "missing.txt")])
 
 
-def test_classify_train_predict_save_load(tiny_bert_dir, tmp_path, capsys):
+def two_intents(tmp_path):
+    """A 2-class training file and a 2-line query file: (train, queries)."""
     train = tmp_path / "train.jsonl"
     train.write_text("".join(json.dumps({"text": t, "label": lab}) + "\n" for t, lab in [
         ("I lost my card", "card_lost"), ("my card was stolen", "card_lost"),
@@ -65,6 +66,11 @@ def test_classify_train_predict_save_load(tiny_bert_dir, tmp_path, capsys):
     ]))
     queries = tmp_path / "q.txt"
     queries.write_text("I lost my card\neuro to dollar rate\n")
+    return train, queries
+
+
+def test_classify_train_predict_save_load(tiny_bert_dir, tmp_path, capsys):
+    train, queries = two_intents(tmp_path)
     out, folder = tmp_path / "pred.csv", tmp_path / "clf"
     args = ["classify", "--train", str(train), "--predict", str(queries), "--model",
             str(tiny_bert_dir), "--device", "cpu", "--mode", "knn", "--n-neighbors", "1",
@@ -86,13 +92,7 @@ def test_classify_train_predict_save_load(tiny_bert_dir, tmp_path, capsys):
 
 
 def test_classify_logistic_mode(tiny_bert_dir, tmp_path):
-    train = tmp_path / "train.jsonl"
-    train.write_text("".join(json.dumps({"text": t, "label": lab}) + "\n" for t, lab in [
-        ("I lost my card", "card_lost"), ("my card was stolen", "card_lost"),
-        ("what is the exchange rate", "exchange_rate"), ("euro to dollar rate", "exchange_rate"),
-    ]))
-    queries = tmp_path / "q.txt"
-    queries.write_text("I lost my card\neuro to dollar rate\n")
+    train, queries = two_intents(tmp_path)
     out, folder = tmp_path / "pred.csv", tmp_path / "clf"
     args = ["classify", "--train", str(train), "--predict", str(queries), "--model",
             str(tiny_bert_dir), "--device", "cpu", "--mode", "logistic", "--C", "100",
