@@ -44,6 +44,55 @@ def test_binary_rows_by_hand():
                                rtol=1e-6)
 
 
+def imbalanced() -> tuple[np.ndarray, np.ndarray]:
+    """Toy rows: 8 of intent_0, 2 of intent_1."""
+    X, y, _ = toy(n_classes=2, per_class=8, noise=1.0)
+    keep = np.r_[0:8, 8:10]
+    return X[keep], y[keep]
+
+
+def test_balanced_weights_are_sample_weights_by_hand():
+    # 10 rows, 2 classes: n / (n_classes * n_c) = 10 / 16 for the 8, 10 / 4 for the 2
+    X, y = imbalanced()
+    weights = np.where(y == "intent_0", 10 / 16, 10 / 4)
+    ref = LogisticRegression(C=3.0, max_iter=1000).fit(unit(X).astype(np.float32), y,
+                                                       sample_weight=weights)
+    clf = IntentClassifier(mode="logistic", C=3.0).fit(X, y)
+    assert clf.class_weight == "balanced" and clf.head_.info["class_weight"] == "balanced"
+    np.testing.assert_allclose(clf.predict_proba(X), ref.predict_proba(unit(X)), atol=1e-5)
+    plain = IntentClassifier(mode="logistic", C=3.0, class_weight=None).fit(X, y)
+    ref = LogisticRegression(C=3.0, max_iter=1000).fit(unit(X).astype(np.float32), y)
+    np.testing.assert_allclose(plain.predict_proba(X), ref.predict_proba(unit(X)), atol=1e-5)
+    # the small class gets more of every query than it does unweighted
+    assert (clf.predict_proba(X)[:, 1] > plain.predict_proba(X)[:, 1]).all()
+
+
+def test_class_weight_is_checked_saved_and_old_folders_load_unweighted(tmp_path):
+    X, y = imbalanced()
+    clf = IntentClassifier(mode="logistic", C=3.0, class_weight=None).fit(X, y)
+    before = clf.head_.coef.clone()
+    for bad in ("balance", "auto", {"intent_0": 1.0}):
+        clf.set_params(class_weight=bad)
+        with pytest.raises(ValueError, match="class_weight must be 'balanced' or None"):
+            clf.fit(X, y)
+        assert torch.equal(clf.head_.coef, before)
+    clf.set_params(class_weight=None)
+    folder = clf.save(tmp_path / "clf")
+    assert IntentClassifier.load(folder).class_weight is None
+    balanced = IntentClassifier(mode="logistic", C=3.0).fit(X, y).save(tmp_path / "bal")
+    assert IntentClassifier.load(balanced).class_weight == "balanced"
+    # a folder saved before class_weight existed was fitted unweighted, and refits so
+    payload = json.loads((folder / "intent_classifier.json").read_text())
+    del payload["params"]["class_weight"]
+    (folder / "intent_classifier.json").write_text(json.dumps(payload))
+    old = IntentClassifier.load(folder)
+    assert old.class_weight is None
+    old.add_examples(X[8:9], "intent_1")
+    plain = IntentClassifier(mode="logistic", C=3.0, class_weight=None).fit(
+        np.concatenate([X, X[8:9]]), np.append(y, "intent_1"))
+    np.testing.assert_allclose(old.predict_proba(X), plain.predict_proba(X), atol=1e-5)
+
+
 def test_C_is_chosen_by_stratified_cross_validation():
     X, y, _ = toy(n_classes=4, per_class=6, noise=2.0)
     clf = IntentClassifier(mode="logistic").fit(X, y)
@@ -53,8 +102,9 @@ def test_C_is_chosen_by_stratified_cross_validation():
     x = unit(X).astype(np.float32)
     codes = np.unique(y, return_inverse=True)[1]
     for c in (0.1, 10.0):
-        accs = [(LogisticRegression(C=c, max_iter=1000).fit(x[tr], codes[tr]).predict(x[te])
-                 == codes[te]).mean()
+        # the folds are uneven (5 or 4 rows of a class): the weights are the fold's own
+        model = LogisticRegression(C=c, max_iter=1000, class_weight="balanced")
+        accs = [(model.fit(x[tr], codes[tr]).predict(x[te]) == codes[te]).mean()
                 for tr, te in StratifiedKFold(5, shuffle=True, random_state=0).split(x, codes)]
         assert info["cv_scores"][f"{c:g}"] == pytest.approx(np.mean(accs), abs=1e-4)
     assert info["cv_scores"][f"{clf.C_:g}"] == max(info["cv_scores"].values())

@@ -96,11 +96,12 @@ def test_classify_logistic_mode(tiny_bert_dir, tmp_path):
     out, folder = tmp_path / "pred.csv", tmp_path / "clf"
     args = ["classify", "--train", str(train), "--predict", str(queries), "--model",
             str(tiny_bert_dir), "--device", "cpu", "--mode", "logistic", "--C", "100",
-            "-o", str(out), "--save", str(folder)]
+            "--class-weight", "none", "-o", str(out), "--save", str(folder)]
     assert run_cli(classify_cli, args) == 0
     assert [r["label"] for r in csv.DictReader(out.open())] == ["card_lost", "exchange_rate"]
     loaded = IntentClassifier.load(folder)
     assert loaded.mode == "logistic" and loaded.C_ == 100.0
+    assert loaded.class_weight is None and loaded.head_.info["class_weight"] is None
 
 
 def test_classify_errors(tmp_path):

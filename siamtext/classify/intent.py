@@ -94,6 +94,9 @@ class IntentClassifier(HubMixin, ClassifierMixin, BaseEstimator):
         C: Logistic mode: the inverse L2 regularisation strength; ``None`` chooses it by
             stratified cross-validation in :meth:`fit` (which then needs 2 examples per
             class). :meth:`add_examples` and :meth:`remove_class` refit with the chosen one.
+        class_weight: Logistic mode: ``"balanced"`` weighs each class's examples inversely
+            to their number, so that a class added from a few examples is not outvoted by
+            larger neighbours; ``None`` weighs every example alike.
 
     Attributes:
         classes_: Labels, in the order of the probability columns.
@@ -126,6 +129,7 @@ class IntentClassifier(HubMixin, ClassifierMixin, BaseEstimator):
         rerank_top: int | None = None,
         first_pass_margin: float | None = None,
         C: float | None = None,
+        class_weight: str | None = "balanced",
     ) -> None:
         self.model = model
         self.mode = mode
@@ -138,11 +142,13 @@ class IntentClassifier(HubMixin, ClassifierMixin, BaseEstimator):
         self.rerank_top = rerank_top
         self.first_pass_margin = first_pass_margin
         self.C = C
+        self.class_weight = class_weight
 
     # ------------------------------------------------------------------ validation
     def _check_params(self) -> None:
         check_choice(self.mode, ("prototype", "knn", "logistic"), "mode")
         logistic.check_C(self.C)
+        logistic.check_class_weight(self.class_weight)
         check_positive_int(self.n_neighbors, "n_neighbors")
         check_positive_int(self.batch_size, "batch_size")
         t = self.temperature
@@ -222,7 +228,8 @@ class IntentClassifier(HubMixin, ClassifierMixin, BaseEstimator):
                              "examples belong in fit_threshold, not fit")
         classes, inverse = np.unique(np.asarray(labels), return_inverse=True)
         owners = torch.as_tensor(inverse, device=emb.device)
-        head = (logistic.fit_head(emb, owners, classes, C=self.C)
+        head = (logistic.fit_head(emb, owners, classes, C=self.C,
+                                  class_weight=self.class_weight)
                 if self.mode == "logistic" else None)
         static = cascade.embed_examples(self, X, append=False)
         with _STATE_LOCK:
@@ -240,7 +247,8 @@ class IntentClassifier(HubMixin, ClassifierMixin, BaseEstimator):
             return None
         head = getattr(self, "head_", None)
         C = head.C if head is not None else (self.C or logistic.DEFAULT_C)
-        return logistic.fit_head(examples, example_classes, classes, C=C)
+        return logistic.fit_head(examples, example_classes, classes, C=C,
+                                 class_weight=self.class_weight)
 
     def _set_state(self, classes: np.ndarray, examples: torch.Tensor,
                    example_classes: torch.Tensor, prototypes: torch.Tensor | None = None,
@@ -604,7 +612,7 @@ class IntentClassifier(HubMixin, ClassifierMixin, BaseEstimator):
             "params": {"mode": self.mode, "n_neighbors": self.n_neighbors,
                        "temperature": self.temperature, "threshold": self.threshold,
                        "unknown_label": self.unknown_label, "batch_size": self.batch_size,
-                       "C": self.C},
+                       "C": self.C, "class_weight": self.class_weight},
             "classes": classes.tolist(),
             "threshold_": getattr(self, "threshold_", None),
             "threshold_info_": getattr(self, "threshold_info_", None),
@@ -636,7 +644,9 @@ class IntentClassifier(HubMixin, ClassifierMixin, BaseEstimator):
                                     f"{TENSORS_NAME} is missing")
         tensors = storage.load_tensors(path)
         _check_tensors(path, payload, tensors)
-        clf = cls(storage.load_encoder(folder, **model_kwargs), **payload["params"])
+        # a folder saved before class_weight existed was fitted without weights
+        params = {"class_weight": None, **payload["params"]}
+        clf = cls(storage.load_encoder(folder, **model_kwargs), **params)
         if clf.model is not None and tensors["examples"].shape[1] != clf.model.embedding_dim:
             raise ValueError(f"{path}: the examples have dimension "
                              f"{tensors['examples'].shape[1]}, the encoder in "

@@ -8,6 +8,12 @@ example. The head is two tensors, ``coef`` ``(n_classes, dim)`` and ``intercept`
 ``(n_classes,)``, so it is stored in safetensors and scored with one matrix product, like the
 prototypes: ``softmax(q @ coef.T + intercept)``.
 
+``class_weight="balanced"`` (the default of :class:`~siamtext.classify.IntentClassifier`)
+weighs each class's examples by ``n / (n_classes * n_class)``, so that a class added from 5 examples
+beside classes of 20 is not outvoted by its neighbours (Banking77, 10 classes added from 5
+examples to 67 of 20, zero-shot: 72.25% of the added classes' test rows against 52.75%
+unweighted, at C=10); on balanced data it is the same as no weights.
+
 A binary scikit-learn model has one row of weights ``w``; it is kept as the two rows
 ``[-w/2, w/2]`` (and the intercepts likewise), whose softmax is exactly its sigmoid. One class
 gives a constant head.
@@ -33,6 +39,8 @@ DEFAULT_CS: tuple[float, ...] = (0.1, 1.0, 10.0, 100.0, 1000.0)
 DEFAULT_C = 10.0
 MAX_FOLDS = 5
 _MAX_ITER = 1000
+#: The accepted ``class_weight`` values.
+CLASS_WEIGHTS: tuple[str | None, ...] = ("balanced", None)
 
 
 @dataclass
@@ -66,6 +74,12 @@ def check_C(C: object, name: str = "C") -> None:
                          f"cross-validation), got {C!r}")
 
 
+def check_class_weight(class_weight: object) -> None:
+    """Refuse a ``class_weight`` other than ``"balanced"`` or ``None``."""
+    if class_weight not in CLASS_WEIGHTS:
+        raise ValueError(f"class_weight must be 'balanced' or None, got {class_weight!r}")
+
+
 def check_cv_classes(y: np.ndarray, classes: np.ndarray) -> int:
     """The number of folds for cross-validation on class indices ``y``.
 
@@ -85,7 +99,8 @@ def check_cv_classes(y: np.ndarray, classes: np.ndarray) -> int:
 
 
 def fit_head(X: torch.Tensor, y: torch.Tensor, classes: np.ndarray, C: float | None = None,
-             Cs: tuple[float, ...] = DEFAULT_CS, seed: int = 0) -> LogisticHead:
+             Cs: tuple[float, ...] = DEFAULT_CS, seed: int = 0,
+             class_weight: str | None = "balanced") -> LogisticHead:
     """Fit a head on normalised embeddings ``X`` ``(n, dim)`` and class indices ``y`` ``(n,)``.
 
     Args:
@@ -96,6 +111,8 @@ def fit_head(X: torch.Tensor, y: torch.Tensor, classes: np.ndarray, C: float | N
             cross-validation (accuracy), which needs 2 examples per class.
         Cs: The grid for cross-validation.
         seed: Seed of the fold split.
+        class_weight: ``"balanced"`` weighs each class's rows inversely to its size;
+            ``None`` weighs every row alike.
 
     Returns:
         The head, refitted on all rows with the chosen ``C``.
@@ -114,9 +131,9 @@ def fit_head(X: torch.Tensor, y: torch.Tensor, classes: np.ndarray, C: float | N
     info: dict = {}
     if C is None:
         folds = check_cv_classes(t, classes)
-        C, info["cv_scores"] = _cross_validate(x, t, Cs, folds, seed)
+        C, info["cv_scores"] = _cross_validate(x, t, Cs, folds, seed, class_weight)
         info["folds"] = folds
-    model = _fit(x, t, float(C))
+    model = _fit(x, t, float(C), class_weight)
     coef, intercept = model.coef_, model.intercept_
     if coef.shape[0] == 1:  # binary: one row w -> [-w/2, w/2], softmax == sigmoid
         coef = np.concatenate([-coef / 2, coef / 2])
@@ -126,18 +143,19 @@ def fit_head(X: torch.Tensor, y: torch.Tensor, classes: np.ndarray, C: float | N
         torch.as_tensor(np.ascontiguousarray(coef), dtype=torch.float32, device=device),
         torch.as_tensor(np.ascontiguousarray(intercept), dtype=torch.float32, device=device),
         float(C))
-    info.update(C=float(C), seconds=round(time.perf_counter() - start, 3))
+    info.update(C=float(C), class_weight=class_weight,
+                seconds=round(time.perf_counter() - start, 3))
     head.info = info
     logger.info("logistic head: %d examples, %d classes, C=%g, fitted in %.2f s", len(t),
                 n_classes, C, info["seconds"])
     return head
 
 
-def _fit(x: np.ndarray, y: np.ndarray, C: float) -> object:
+def _fit(x: np.ndarray, y: np.ndarray, C: float, class_weight: str | None) -> object:
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.linear_model import LogisticRegression
 
-    model = LogisticRegression(C=C, max_iter=_MAX_ITER)
+    model = LogisticRegression(C=C, max_iter=_MAX_ITER, class_weight=class_weight)
     with warnings.catch_warnings():
         # at large C on separable few-shot data lbfgs stops at max_iter with a model that
         # already predicts every training row; the warning says nothing actionable
@@ -146,7 +164,7 @@ def _fit(x: np.ndarray, y: np.ndarray, C: float) -> object:
 
 
 def _cross_validate(x: np.ndarray, y: np.ndarray, Cs: tuple[float, ...], folds: int,
-                    seed: int) -> tuple[float, dict[str, float]]:
+                    seed: int, class_weight: str | None) -> tuple[float, dict[str, float]]:
     """The ``C`` of best mean fold accuracy (of least log-loss on ties), and the accuracies."""
     from sklearn.model_selection import StratifiedKFold
 
@@ -155,7 +173,7 @@ def _cross_validate(x: np.ndarray, y: np.ndarray, Cs: tuple[float, ...], folds: 
     log_loss: dict[float, list[float]] = {float(c): [] for c in Cs}
     for train, test in split.split(x, y):
         for c in Cs:
-            proba = _fit(x[train], y[train], c).predict_proba(x[test])
+            proba = _fit(x[train], y[train], c, class_weight).predict_proba(x[test])
             accuracy[float(c)].append(float((proba.argmax(axis=1) == y[test]).mean()))
             log_loss[float(c)].append(float(-np.log(np.clip(
                 proba[np.arange(len(test)), y[test]], 1e-15, None)).mean()))

@@ -29,6 +29,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     parser.add_argument("--C", type=float, default=None, dest="C",
                         help="--mode logistic: inverse regularisation (default: chosen by "
                              "cross-validation, which needs 2 examples per class)")
+    parser.add_argument("--class-weight", choices=["balanced", "none"], default="balanced",
+                        help="--mode logistic: balanced (default) weighs each class's examples "
+                             "inversely to their number; none weighs every example alike")
     parser.add_argument("--threshold", type=float, default=None,
                         help="reject inputs whose best similarity is below this")
     parser.add_argument("--unknown-label", default="unknown", help="label of rejected inputs")
@@ -70,6 +73,7 @@ def run(args: argparse.Namespace) -> int:
         clf = IntentClassifier(
             SiamText(args.model or DEFAULT_MODEL, **model_kwargs(args)), mode=args.mode,
             n_neighbors=args.n_neighbors, C=args.C, threshold=args.threshold,
+            class_weight=None if args.class_weight == "none" else args.class_weight,
             unknown_label=args.unknown_label, batch_size=args.batch_size,
         ).fit(texts, labels)
         print(f"fitted {len(clf.classes_)} classes from {len(texts)} examples", file=sys.stderr)
