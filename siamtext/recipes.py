@@ -68,7 +68,7 @@ class Recipe:
         if self.loss is None:
             return model
         from siamtext.training import fit
-        from siamtext.training.fitting import make_loss
+        from siamtext.training.fitting import loss_class
 
         batch_size = self.batch_size
         if self.loss == "MultipleNegativesRankingLoss":
@@ -77,7 +77,7 @@ class Recipe:
         else:
             rows, epochs = {"text": list(texts), "label": list(labels)}, self.epochs
             # P x K batches hold P distinct classes: with fewer classes, a smaller batch
-            k = getattr(make_loss(model, self.loss, self.loss_params), "samples_per_class", 1)
+            k = getattr(loss_class(self.loss), "samples_per_class", 1)
             batch_size = min(batch_size, k * len(set(labels)))
         return fit(model, rows, self.loss, loss_params=self.loss_params, epochs=epochs,
                    batch_size=batch_size, learning_rate=self.learning_rate,

@@ -31,6 +31,17 @@ def make_loss(model: SiamText, loss: str | type | nn.Module,
             raise ValueError("loss_params cannot be used with a loss instance; pass the "
                              "loss class or name instead")
         return loss
+    return loss_class(loss)(model, **dict(params or {}))
+
+
+def loss_class(loss: str | type) -> type:
+    """The loss class of a name (``"CoSENTLoss"`` or ``"cosent"``) or a class, unbuilt: its
+    class attributes (``input_format``, ``samples_per_class``) without a model.
+
+    Raises:
+        ValueError: For an unknown loss name.
+        TypeError: For anything but a name or a class.
+    """
     if isinstance(loss, str):
         import siamtext.losses as losses
 
@@ -43,7 +54,7 @@ def make_loss(model: SiamText, loss: str | type | nn.Module,
     if not isinstance(loss, type):
         raise TypeError(f"loss must be a name, a loss class or a loss instance, got "
                         f"{type(loss).__name__}")
-    return loss(model, **dict(params or {}))
+    return loss
 
 
 def fit(model: SiamText, train_dataset: Any,

@@ -72,6 +72,19 @@ def test_make_loss_by_name_and_params(model: SiamText) -> None:
         make_loss(model, loss, {"scale": 1.0})
 
 
+def test_loss_class_needs_no_model() -> None:
+    from siamtext.training.fitting import loss_class
+
+    losses = pytest.importorskip("siamtext.losses")
+    assert loss_class("SupervisedContrastiveLoss") is losses.SupervisedContrastiveLoss
+    assert loss_class("SupervisedContrastiveLoss").samples_per_class == 2
+    assert loss_class(losses.BatchHardTripletLoss).samples_per_class == 4
+    with pytest.raises(ValueError, match="loss must be one of .*got 'NoSuchLoss'"):
+        loss_class("NoSuchLoss")
+    with pytest.raises(TypeError, match="got int"):
+        loss_class(3)
+
+
 REAL_LOSS_ROWS = {
     "pair": {"sentence1": ["will it rain", "play a song", "is it sunny", "next track"],
              "sentence2": ["rain tomorrow?", "weather today", "sunny or not", "skip song"],
