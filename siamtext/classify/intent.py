@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import threading
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -19,7 +19,8 @@ import torch.nn.functional as F
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.exceptions import NotFittedError
 
-from siamtext.classify import cascade, logistic, rejection, storage
+from siamtext.classify import cascade, logistic, rejection, scoring, storage
+from siamtext.classify.scoring import Mode
 from siamtext.classify.search import single_thread
 from siamtext.classify.threshold import check_similarity_threshold
 from siamtext.hub import HubMixin
@@ -32,7 +33,6 @@ if TYPE_CHECKING:
     from siamtext.model import SiamText
     from siamtext.static import StaticEncoder
 
-Mode = Literal["prototype", "knn", "logistic"]
 CONFIG_NAME = "intent_classifier.json"
 TENSORS_NAME = "intent_classifier.safetensors"
 _QUERY_CHUNK = 1024
@@ -272,7 +272,8 @@ class IntentClassifier(HubMixin, ClassifierMixin, BaseEstimator):
                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Scores of normalised query embeddings, in chunks of queries (only among the
         classes ``allowed`` ``(n, n_classes)`` bool marks, when given: a static shortlist is
-        made here, against the state being scored).
+        made here, against the state being scored). Each chunk is scored by
+        :func:`siamtext.classify.scoring.score`.
 
         Returns:
             ``proba`` ``(n, n_classes)`` (empty when ``proba=False``), the best similarity
@@ -284,40 +285,15 @@ class IntentClassifier(HubMixin, ClassifierMixin, BaseEstimator):
         allowed = cascade.resolve_shortlist(self, allowed)
         with torch.inference_mode():
             for a in range(0, emb.shape[0], _QUERY_CHUNK):
-                q = emb[a : a + _QUERY_CHUNK]
                 ok = None if allowed is None else allowed[a : a + _QUERY_CHUNK]
-                # one matrix product on all threads; the rest is small work on one
-                if self.mode == "prototype":
-                    sim = q @ self.prototypes_.T
-                    if ok is not None:
-                        sim = sim.masked_fill(~ok, float("-inf"))
-                    with single_thread(sim.device):
-                        best, pred = sim.max(dim=1)
-                        if proba:
-                            probas.append(torch.softmax((sim - best[:, None]) / t, dim=1))
-                elif self.mode == "logistic":
-                    logits = self.head_.logits(q)
-                    sim = q @ self.examples_.T
-                    if ok is not None:
-                        logits = logits.masked_fill(~ok, float("-inf"))
-                        sim = sim.masked_fill(~ok[:, self.example_classes_], float("-inf"))
-                    with single_thread(sim.device):
-                        best, pred = sim.max(dim=1).values, logits.argmax(dim=1)
-                        if proba:
-                            probas.append(torch.softmax(logits, dim=1))
-                else:
-                    sim = q @ self.examples_.T
-                    if ok is not None:
-                        sim = sim.masked_fill(~ok[:, self.example_classes_], float("-inf"))
-                    k = min(self.n_neighbors, sim.shape[1])
-                    top_v, top_i = torch.topk(sim, k, dim=1)
-                    with single_thread(sim.device):
-                        weights = torch.softmax((top_v - top_v[:, :1]) / t, dim=1)
-                        votes = torch.zeros((q.shape[0], n_classes), device=q.device)
-                        votes.scatter_add_(1, self.example_classes_[top_i], weights)
-                        best, pred = top_v[:, 0], votes.argmax(dim=1)
-                        if proba:
-                            probas.append(votes)
+                p, best, pred = scoring.score(
+                    self.mode, emb[a : a + _QUERY_CHUNK], n_classes=n_classes,
+                    prototypes=self.prototypes_, examples=self.examples_,
+                    example_classes=self.example_classes_,
+                    head=self.head_ if self.mode == "logistic" else None,
+                    n_neighbors=self.n_neighbors, temperature=t, proba=proba, ok=ok)
+                if p is not None:
+                    probas.append(p)
                 bests.append(best)
                 preds.append(pred)
         if not bests:
