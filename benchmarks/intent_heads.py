@@ -5,7 +5,8 @@ Two questions ``benchmarks/intent_quality.py`` raised, answered on the same Bank
 
 * ``added``: 10 classes added from 5 examples beside 67 of 20 (``intent_quality.py
   --only newclasses``). Accuracy on the added classes' test rows and on all, for prototype,
-  k-NN and logistic mode, the last with ``class_weight`` ``"balanced"`` and ``None``.
+  k-NN and logistic mode, the last with ``class_weight`` ``"balanced"`` and ``None``; and the
+  same with 20 examples of each added class, the ceiling that more examples would give.
 * ``rejection``: 19 unknown classes, 58 known of 20 rows (``--only oos``). The AUROC of
   in-scope against out-of-scope test rows for several scores of the stored examples: the best
   cosine similarity (what :class:`siamtext.classify.IntentClassifier` thresholds), the mean
@@ -46,27 +47,34 @@ def embed(model: SiamText, texts: list[str]) -> np.ndarray:
     return np.asarray(model.encode(texts, batch_size=128))
 
 
+HEADS = {"prototype": {"mode": "prototype"}, "knn": {"mode": "knn"},
+         "logistic balanced": {"mode": "logistic", "C": 10.0},
+         "logistic unweighted": {"mode": "logistic", "C": 10.0, "class_weight": None}}
+
+
 def added(model: SiamText, groups: dict[str, list[str]], test: tuple[list, list]) -> dict:
+    """Each head with the new classes added from 5 examples, and (the ceiling of more
+    examples, ``"... 20 added"``) from 20."""
     classes = shuffled(groups, 0)
     new, base = classes[:10], classes[10:]
     x, y = take(groups, 20, 0, base)
-    nx, ny = take(groups, 5, 1, new)
-    stored, queries = embed(model, x + nx), embed(model, test[0])
+    queries = embed(model, test[0])
     gold = np.asarray(test[1], dtype=object)
     is_new = np.isin(gold, new)
-    heads = {"prototype": {"mode": "prototype"}, "knn": {"mode": "knn"},
-             "logistic balanced": {"mode": "logistic", "C": 10.0},
-             "logistic unweighted": {"mode": "logistic", "C": 10.0, "class_weight": None}}
     out = {}
-    for name, params in heads.items():
-        # the base classes first, then each new class added, as intent_quality.py does
-        clf = IntentClassifier(**params).fit(stored[: len(x)], y)
-        for c in new:
-            rows = [len(x) + i for i, v in enumerate(ny) if v == c]
-            clf.add_examples(stored[rows], c)
-        pred = clf.predict(queries).astype(object)
-        out[name] = {"added": round(float((pred[is_new] == gold[is_new]).mean() * 100), 2),
-                     "all": round(float((pred == gold).mean() * 100), 2)}
+    for shots in (5, 20):
+        nx, ny = take(groups, shots, 1, new)
+        stored = embed(model, x + nx)
+        for name, params in HEADS.items():
+            # the base classes first, then each new class added, as intent_quality.py does
+            clf = IntentClassifier(**params).fit(stored[: len(x)], y)
+            for c in new:
+                rows = [len(x) + i for i, v in enumerate(ny) if v == c]
+                clf.add_examples(stored[rows], c)
+            pred = clf.predict(queries).astype(object)
+            key = name if shots == 5 else f"{name}, {shots} added"
+            out[key] = {"added": round(float((pred[is_new] == gold[is_new]).mean() * 100), 2),
+                        "all": round(float((pred == gold).mean() * 100), 2)}
     return out
 
 
