@@ -49,6 +49,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
@@ -235,21 +236,29 @@ def mean_of(runs: list[dict]) -> dict:
     return out
 
 
-def full(cfg: argparse.Namespace) -> dict:
-    train, test = load(cfg)
-    x, y = train
+def one_epoch(x: list[str], y: list[str], evals: list[str], cfg: argparse.Namespace,
+              score: Callable[[object], object]) -> dict:
+    """Zero-shot, siamtext (:data:`LARGE_RECIPE`) and the peers at the same epochs, trained on
+    ``(x, y)``; each method's predictions on ``evals`` scored by ``score``."""
+    seed = cfg.seeds[0]
     zero = classifiers(SiamText(model_path()), x, y)
-    out: dict = {"rows": len(x), "zero_shot": {m: accuracy(p, test[1])
-                                               for m, p in predict(zero, test[0]).items()}}
-    model, info, out["siamtext_seconds"] = siamtext_fit(x, y, cfg, cfg.seeds[0], LARGE_RECIPE)
+    out: dict = {"zero_shot": {m: score(p) for m, p in predict(zero, evals).items()}}
+    model, _, out["siamtext_seconds"] = siamtext_fit(x, y, cfg, seed, LARGE_RECIPE)
     clfs = classifiers(model, x, y)
-    out["siamtext"] = {m: accuracy(p, test[1]) for m, p in predict(clfs, test[0]).items()}
+    out["siamtext"] = {m: score(p) for m, p in predict(clfs, evals).items()}
     out["logistic_C"] = clfs["logistic"].head_.info
-    for kind, result in peer_runs((x, y), test[0], cfg.seeds[0], LARGE_RECIPE.epochs, cfg,
+    for kind, result in peer_runs((x, y), evals, seed, LARGE_RECIPE.epochs, cfg,
                                   False).items():
-        out[kind] = accuracy(peer_predict(result), test[1])
+        out[kind] = score(peer_predict(result))
         out[f"{kind}_seconds"] = round(result["train_seconds"], 1)
         out[f"{kind}_params"] = result["params"]
+    return out
+
+
+def full(cfg: argparse.Namespace) -> dict:
+    train, test = load(cfg)
+    out = {"rows": len(train[0]),
+           **one_epoch(*train, test[0], cfg, lambda pred: accuracy(pred, test[1]))}
     print(f"full: {json.dumps(out)}", flush=True)
     return out
 
@@ -273,15 +282,7 @@ def longtail(cfg: argparse.Namespace) -> dict:
                 "head": accuracy(pred[~is_tail], list(gold[~is_tail])),
                 "all": accuracy(pred, test[1])}
 
-    out: dict = {"rows": len(x), "tail_classes": len(tail)}
-    out["zero_shot"] = {m: split(p) for m, p in predict(
-        classifiers(SiamText(model_path()), x, y), test[0]).items()}
-    model, info, out["siamtext_seconds"] = siamtext_fit(x, y, cfg, cfg.seeds[0], LARGE_RECIPE)
-    out["siamtext"] = {m: split(p) for m, p in predict(classifiers(model, x, y), test[0]).items()}
-    for kind, result in peer_runs((x, y), test[0], cfg.seeds[0], LARGE_RECIPE.epochs, cfg,
-                                  False).items():
-        out[kind] = split(peer_predict(result))
-        out[f"{kind}_seconds"] = round(result["train_seconds"], 1)
+    out = {"rows": len(x), "tail_classes": len(tail), **one_epoch(x, y, test[0], cfg, split)}
     print(f"longtail: {json.dumps(out)}", flush=True)
     return out
 

@@ -9,10 +9,11 @@ example. The head is two tensors, ``coef`` ``(n_classes, dim)`` and ``intercept`
 prototypes: ``softmax(q @ coef.T + intercept)``.
 
 ``class_weight="balanced"`` (the default of :class:`~siamtext.classify.IntentClassifier`)
-weighs each class's examples by ``n / (n_classes * n_class)``, so that a class added from 5 examples
-beside classes of 20 is not outvoted by its neighbours (Banking77, 10 classes added from 5
-examples to 67 of 20, zero-shot: 72.25% of the added classes' test rows against 52.75%
-unweighted, at C=10); on balanced data it is the same as no weights.
+weighs each class's examples by ``n / (n_classes * n_class)``, so that a class added from 5
+examples beside classes of 20 is not outvoted by its neighbours (Banking77, 10 classes added
+from 5 examples to 67 of 20, zero-shot: 72.25% of the added classes' test rows against 52.75%
+unweighted, at C=10; ``benchmarks/intent_heads.py``); on balanced data it is the same as no
+weights.
 
 A binary scikit-learn model has one row of weights ``w``; it is kept as the two rows
 ``[-w/2, w/2]`` (and the intercepts likewise), whose softmax is exactly its sigmoid. One class
