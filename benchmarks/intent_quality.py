@@ -121,6 +121,19 @@ def accuracy(pred: object, gold: list[str]) -> float:
                        .mean() * 100), 2)
 
 
+def by_group(gold: list[str], groups: dict[str, np.ndarray]) -> Callable[[object], dict]:
+    """A scorer of predictions: the accuracy on the test rows of each group (``{name: bool
+    mask}``), then on all of them (``"all"``)."""
+    gold_arr = np.asarray(gold, dtype=object)
+
+    def score(pred: object) -> dict[str, float]:
+        pred = np.asarray(pred, dtype=object)
+        out = {name: accuracy(pred[mask], list(gold_arr[mask])) for name, mask in groups.items()}
+        return {**out, "all": accuracy(pred, gold)}
+
+    return score
+
+
 def classifiers(model: SiamText, x: list[str], y: list[str], modes: tuple[str, ...] = MODES
                 ) -> dict[str, IntentClassifier]:
     stored = model.encode(x, batch_size=128)
@@ -274,14 +287,7 @@ def longtail(cfg: argparse.Namespace) -> dict:
         x += rows
         y += [c] * len(rows)
     is_tail = np.array([t in tail for t in test[1]])
-    gold = np.asarray(test[1], dtype=object)
-
-    def split(pred: object) -> dict[str, float]:
-        pred = np.asarray(pred, dtype=object)
-        return {"tail": accuracy(pred[is_tail], list(gold[is_tail])),
-                "head": accuracy(pred[~is_tail], list(gold[~is_tail])),
-                "all": accuracy(pred, test[1])}
-
+    split = by_group(test[1], {"tail": is_tail, "head": ~is_tail})
     out = {"rows": len(x), "tail_classes": len(tail), **one_epoch(x, y, test[0], cfg, split)}
     print(f"longtail: {json.dumps(out)}", flush=True)
     return out
@@ -294,13 +300,8 @@ def newclasses(cfg: argparse.Namespace) -> dict:
     n_new = max(2, round(len(classes) * 10 / 77))  # 10 of Banking77's 77
     new, base = classes[:n_new], classes[n_new:]
     x, y = take(groups, cfg.base_shots, cfg.seeds[0], base)
-    nx, ny = take({c: [t for t in groups[c]] for c in new}, 5, cfg.seeds[0] + 1, new)
-    is_new = np.array([t in set(new) for t in test[1]])
-    gold = np.asarray(test[1], dtype=object)
-
-    def split(pred: object) -> dict[str, float]:
-        pred = np.asarray(pred, dtype=object)
-        return {"added": accuracy(pred[is_new], list(gold[is_new])), "all": accuracy(pred, test[1])}
+    nx, ny = take(groups, 5, cfg.seeds[0] + 1, new)
+    split = by_group(test[1], {"added": np.isin(test[1], new)})
 
     out: dict = {"base_classes": len(base), "base_rows": len(x), "added_classes": len(new),
                  "added_rows": len(nx)}
