@@ -15,6 +15,7 @@ loss                                         ``input_format``       rows
 :class:`BatchAllTripletLoss`                 ``"labelled"``         (text, class label)
 :class:`MultipleNegativesRankingLoss`        ``"anchor_positive"``  (anchor, positive[, negatives])
 :class:`SupervisedContrastiveLoss`           ``"labelled"``         (text, class label)
+:class:`PrototypicalLoss`                    ``"labelled"``         (text, class label)
 :class:`CachedMultipleNegativesRankingLoss`  ``"anchor_positive"``  (anchor, positive[, negatives])
 :class:`CachedSupervisedContrastiveLoss`     ``"labelled"``         (text, class label)
 ===========================================  =====================  ===============================
@@ -36,6 +37,7 @@ from siamtext.losses.contrastive import ContrastiveLoss
 from siamtext.losses.cosent import CoSENTLoss
 from siamtext.losses.in_batch import MultipleNegativesRankingLoss
 from siamtext.losses.online_contrastive import OnlineContrastiveLoss
+from siamtext.losses.prototypical import PrototypicalLoss
 from siamtext.losses.supcon import SupervisedContrastiveLoss
 from siamtext.losses.triplet import TripletLoss
 
@@ -50,6 +52,7 @@ LOSSES: dict[str, type[SiamLoss]] = {
     "batch_all_triplet": BatchAllTripletLoss,
     "multiple_negatives_ranking": MultipleNegativesRankingLoss,
     "supervised_contrastive": SupervisedContrastiveLoss,
+    "prototypical": PrototypicalLoss,
     "cached_multiple_negatives_ranking": CachedMultipleNegativesRankingLoss,
     "cached_supervised_contrastive": CachedSupervisedContrastiveLoss,
 }
@@ -69,6 +72,7 @@ __all__ = [
     "LabelledLoss",
     "MultipleNegativesRankingLoss",
     "OnlineContrastiveLoss",
+    "PrototypicalLoss",
     "SiamLoss",
     "SupervisedContrastiveLoss",
     "TripletLoss",

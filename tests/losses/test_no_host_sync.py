@@ -27,6 +27,7 @@ SCORES = torch.empty(ROWS, device="meta")
 CASES = {
     "MultipleNegativesRankingLoss": (3, None),
     "SupervisedContrastiveLoss": (1, CLASS_IDS),
+    "PrototypicalLoss": (1, CLASS_IDS),
     "BatchHardTripletLoss": (1, CLASS_IDS),
     "BatchSemiHardTripletLoss": (1, CLASS_IDS),
     "BatchAllTripletLoss": (1, CLASS_IDS),
