@@ -53,6 +53,11 @@ class Recipe:
         epochs: Passes over the shots.
         learning_rate: Peak AdamW learning rate.
         batch_size: Rows per batch.
+        samples_per_class: K of the P x K batches of a ``"labelled"`` loss; ``None`` takes
+            the loss's own (2 for supervised contrastive, 4 for the others).
+        hard_negatives: ``MultipleNegativesRankingLoss`` only: give each (anchor, positive)
+            pair a third text, the text of another class that the model, before this
+            training, embeds nearest the anchor (its own nearest confusable neighbour).
     """
 
     name: str
@@ -61,6 +66,13 @@ class Recipe:
     epochs: int = 8
     learning_rate: float = 5e-5
     batch_size: int = 32
+    samples_per_class: int | None = None
+    hard_negatives: bool = False
+
+    def __post_init__(self) -> None:
+        if self.hard_negatives and self.loss != "MultipleNegativesRankingLoss":
+            raise ValueError(f"hard_negatives needs loss='MultipleNegativesRankingLoss', got "
+                             f"{self.loss!r}")
 
     def train(self, model: SiamText, texts: Sequence[str], labels: Sequence[object], *,
               seed: int = 0, show_progress: bool | None = False) -> SiamText:
@@ -70,19 +82,23 @@ class Recipe:
         from siamtext.training import fit
         from siamtext.training.fitting import loss_class
 
-        batch_size = self.batch_size
+        batch_size, extra = self.batch_size, {}
         if self.loss == "MultipleNegativesRankingLoss":
             rows = _anchor_positive_rows(texts, labels, self.epochs, seed)
+            if self.hard_negatives:
+                rows["negative"] = _hardest_other_class(model, texts, labels, rows)
             epochs = 1  # each epoch's pairs are already in the rows, drawn afresh
         else:
             rows, epochs = {"text": list(texts), "label": list(labels)}, self.epochs
             # P x K batches hold P distinct classes: with fewer classes, a smaller batch
-            k = getattr(loss_class(self.loss), "samples_per_class", 1)
+            k = self.samples_per_class or getattr(loss_class(self.loss), "samples_per_class", 1)
             batch_size = min(batch_size, k * len(set(labels)))
+            if self.samples_per_class is not None:
+                extra["samples_per_class"] = self.samples_per_class
         return fit(model, rows, self.loss, loss_params=self.loss_params, epochs=epochs,
                    batch_size=batch_size, learning_rate=self.learning_rate,
                    warmup_ratio=0.1, seed=seed, show_progress=show_progress,
-                   logging_steps=10_000)
+                   logging_steps=10_000, **extra)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -269,3 +285,22 @@ def _anchor_positive_rows(texts: Sequence[str], labels: Sequence[object], epochs
         for key in rows:
             rows[key] += part[key]
     return rows
+
+
+def _hardest_other_class(model: SiamText, texts: Sequence[str], labels: Sequence[object],
+                         rows: dict[str, list]) -> list[str]:
+    """For each (anchor, label) row, the text of another class that ``model`` embeds nearest
+    the anchor (cosine similarity)."""
+    texts = list(texts)
+    emb = model.encode(texts, batch_size=128, normalize=True)
+    index = {t: i for i, t in enumerate(texts)}
+    ids = {label: k for k, label in enumerate(dict.fromkeys(labels))}
+    text_ids = np.asarray([ids[y] for y in labels])
+    out: list[str] = []
+    for start in range(0, len(rows["anchor"]), 1024):
+        anchors = [index[a] for a in rows["anchor"][start:start + 1024]]
+        sim = emb[anchors] @ emb.T
+        own = np.asarray([ids[y] for y in rows["label"][start:start + 1024]])
+        sim[own[:, None] == text_ids[None, :]] = -np.inf
+        out += [texts[j] for j in sim.argmax(axis=1)]
+    return out

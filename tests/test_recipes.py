@@ -137,3 +137,49 @@ def test_batches_shrink_to_the_classes_there_are(fresh_model):
     x, y = demo_rows(per_class=4, classes=3)  # a batch of 32 would need 16 classes x 2
     Recipe("supcon", "SupervisedContrastiveLoss", epochs=1, batch_size=32).train(fresh_model, x, y)
     assert fresh_model.card_data.training["batch_size"] == 6
+
+
+def test_samples_per_class_reaches_the_sampler_and_sizes_the_batch(fresh_model):
+    x, y = demo_rows(per_class=4, classes=3)
+    Recipe("proto", "PrototypicalLoss", epochs=1, batch_size=32,
+           samples_per_class=2).train(fresh_model, x, y)
+    training = fresh_model.card_data.training
+    assert training["loss"] == "PrototypicalLoss"
+    assert training["samples_per_class"] == 2 and training["batch_size"] == 6  # 3 classes x 2
+
+
+class _FixedEncoder:
+    """A stand-in model whose embeddings are given by hand."""
+
+    def __init__(self, vectors: dict[str, list[float]]) -> None:
+        self.vectors = vectors
+
+    def encode(self, texts, batch_size=32, normalize=True):
+        out = np.asarray([self.vectors[t] for t in texts], dtype=np.float32)
+        return out / np.linalg.norm(out, axis=1, keepdims=True)
+
+
+def test_hard_negative_is_the_nearest_text_of_another_class():
+    from siamtext.recipes import _hardest_other_class
+
+    # a and b are class x; c (near a) and d (near b) are class y
+    model = _FixedEncoder({"a": [1, 0], "b": [0, 1], "c": [0.9, 0.1], "d": [0.2, 0.8]})
+    rows = {"anchor": ["a", "b", "c", "d"], "positive": ["b", "a", "d", "c"],
+            "label": ["x", "x", "y", "y"]}
+    assert _hardest_other_class(model, ["a", "b", "c", "d"], ["x", "x", "y", "y"], rows) == [
+        "c", "d", "a", "b"]
+
+
+def test_mnrl_recipe_with_hard_negatives_trains_on_triplets(fresh_model):
+    x, y = demo_rows(per_class=4, classes=4)
+    recipe = Recipe("mnrl_hard", "MultipleNegativesRankingLoss", {"scale": 20.0}, epochs=1,
+                    batch_size=4, hard_negatives=True)
+    before = [p.detach().clone() for p in fresh_model.parameters()]
+    recipe.train(fresh_model, x, y)
+    assert fresh_model.card_data.training["loss"] == "MultipleNegativesRankingLoss"
+    assert any(not torch.equal(a, b) for a, b in zip(before, fresh_model.parameters()))
+
+
+def test_hard_negatives_need_in_batch_negatives():
+    with pytest.raises(ValueError, match="hard_negatives needs loss='MultipleNegativesRankingLoss'"):
+        Recipe("x", "SupervisedContrastiveLoss", hard_negatives=True)
