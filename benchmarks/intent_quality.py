@@ -17,6 +17,9 @@ Parts (``--only``):
 
 * ``fewshot``: ``--shots`` examples per class (8), ``--seeds`` (0 1 2); test accuracy.
 * ``full``: all 10,003 training rows; test accuracy.
+* ``full_softmax``: the softmax classifier alone on all the training rows for
+  ``--softmax-epochs`` (5): what it reaches with the epochs a user would give it, reported
+  beside the same-budget row of ``full``, where one epoch leaves it undertrained.
 * ``longtail``: half the classes (seeded) cut to 5 training rows; accuracy on the test rows
   of the tail classes and of the head classes, apart.
 * ``newclasses``: train on 67 classes (``--base-shots`` rows each, 20), then add the other 10
@@ -66,7 +69,7 @@ from siamtext.recipes import FEWSHOT_RECIPES, MODES, Recipe, fit_fewshot  # noqa
 HERE = Path(__file__).resolve().parent
 PEERS = HERE / "intent_peers.py"
 SETFIT_PYTHON = HERE / ".setfit-venv" / "bin" / "python"
-PARTS = ("fewshot", "full", "longtail", "newclasses", "oos")
+PARTS = ("fewshot", "full", "full_softmax", "longtail", "newclasses", "oos")
 #: One epoch of supervised contrastive loss: the best full-data recipe of
 #: benchmarks/train_quality.py by accuracy per training second.
 LARGE_RECIPE = Recipe("supcon_1_epoch", "SupervisedContrastiveLoss", {"scale": 20.0},
@@ -276,6 +279,19 @@ def full(cfg: argparse.Namespace) -> dict:
     return out
 
 
+def full_softmax(cfg: argparse.Namespace) -> dict:
+    train, test = load(cfg)
+    result = peer("softmax", train, test[0], cfg.seeds[0], {"epochs": cfg.softmax_epochs}, cfg)
+    if result is None:
+        return {"skipped": "--no-softmax"}
+    out = {"rows": len(train[0]), "epochs": cfg.softmax_epochs,
+           "softmax": accuracy(peer_predict(result), test[1]),
+           "softmax_seconds": round(result["train_seconds"], 1),
+           "softmax_params": result["params"]}
+    print(f"full_softmax: {json.dumps(out)}", flush=True)
+    return out
+
+
 def longtail(cfg: argparse.Namespace) -> dict:
     train, test = load(cfg)
     groups = by_class(*train)
@@ -431,6 +447,10 @@ def summary(results: dict) -> str:
             ["zero-shot logistic", *(f"siamtext {k}" for k in MODES), "SetFit", "softmax"],
             [[f["zero_shot"]["logistic"], *(f["siamtext"][k] for k in MODES),
               f.get("setfit", "-"), f.get("softmax", "-")]]), ""]
+    if "softmax" in results.get("full_softmax", {}):
+        fs = results["full_softmax"]
+        lines += [f"softmax on full data at {fs['epochs']} epochs: {fs['softmax']} % "
+                  f"({fs['softmax_seconds']} s of training)", ""]
     if "longtail" in results:
         lt = results["longtail"]
         rows = [[f"siamtext {k}", *lt["siamtext"][k].values()] for k in MODES]
@@ -532,6 +552,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--val-per-class", type=int, default=5,
                         help="validation rows per class in oos")
     parser.add_argument("--setfit-iterations", type=int, default=20)
+    parser.add_argument("--softmax-epochs", type=int, default=5,
+                        help="epochs of the softmax classifier in full_softmax")
     parser.add_argument("--no-setfit", action="store_true")
     parser.add_argument("--no-softmax", action="store_true")
     parser.add_argument("--quick", action="store_true", help="8 classes, a smoke run")
@@ -544,14 +566,15 @@ def main(argv: list[str] | None = None) -> int:
     cfg.candidates = FEWSHOT_RECIPES
     if cfg.quick:
         cfg.shots, cfg.seeds, cfg.base_shots, cfg.val_per_class = [4], [0], 6, 3
-        cfg.setfit_iterations = 1
+        cfg.setfit_iterations, cfg.softmax_epochs = 1, 1
         cfg.candidates = tuple(replace(r, epochs=min(r.epochs, 1)) for r in FEWSHOT_RECIPES)
     name = "intent_quality_quick" if cfg.quick else "intent_quality"
     path = RESULTS / f"{name}.json"
     stored = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
     results = stored.get("results", {})
     settings = stored.get("settings", {})
-    runners = {"fewshot": fewshot, "full": full, "longtail": longtail,
+    runners = {"fewshot": fewshot, "full": full, "full_softmax": full_softmax,
+               "longtail": longtail,
                "newclasses": newclasses, "oos": oos}
     for part in parts:
         start = time.perf_counter()
