@@ -43,6 +43,7 @@ def _batch(case: str) -> tuple[list[list[str]], torch.Tensor | None]:
 LOSS_FACTORIES: dict[str, Callable[[SiamText], torch.nn.Module]] = {
     "mnrl_hard_negative": lambda m: losses.MultipleNegativesRankingLoss(m),
     "supcon": lambda m: losses.SupervisedContrastiveLoss(m),
+    "prototypical": lambda m: losses.PrototypicalLoss(m),
     "batch_hard": lambda m: losses.BatchHardTripletLoss(m, margin=0.5),
     "batch_semi_hard": lambda m: losses.BatchSemiHardTripletLoss(m, margin=0.5),
     "batch_all": lambda m: losses.BatchAllTripletLoss(m, margin=0.5),
