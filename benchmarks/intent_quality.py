@@ -17,6 +17,8 @@ Parts (``--only``):
 
 * ``fewshot``: ``--shots`` examples per class (8), ``--seeds`` (0 1 2); test accuracy.
 * ``full``: all 10,003 training rows; test accuracy.
+  ``--large-recipe prototypical`` trains siamtext with one epoch of :class:`PrototypicalLoss`
+  instead (``full`` and ``longtail``), stored as ``full:prototypical``.
 * ``full_softmax``: the softmax classifier alone on all the training rows for
   ``--softmax-epochs`` (5): what it reaches with the epochs a user would give it, reported
   beside the same-budget row of ``full``, where one epoch leaves it undertrained.
@@ -70,10 +72,18 @@ HERE = Path(__file__).resolve().parent
 PEERS = HERE / "intent_peers.py"
 SETFIT_PYTHON = HERE / ".setfit-venv" / "bin" / "python"
 PARTS = ("fewshot", "full", "full_softmax", "longtail", "newclasses", "oos")
-#: One epoch of supervised contrastive loss: the best full-data recipe of
-#: benchmarks/train_quality.py by accuracy per training second.
-LARGE_RECIPE = Recipe("supcon_1_epoch", "SupervisedContrastiveLoss", {"scale": 20.0},
-                      epochs=1, learning_rate=5e-5)
+#: The one-epoch recipes of ``full`` and ``longtail`` (``--large-recipe``). ``supcon``: the best
+#: full-data recipe of benchmarks/train_quality.py by accuracy per training second.
+#: ``prototypical``: the best of ``intent_recipe_grid.py --full`` (logistic mode, scored on
+#: 10 held-out *training* rows per class). A run with another recipe than ``supcon`` is stored
+#: as ``full:<name>`` / ``longtail:<name>`` beside the ``supcon`` entry.
+LARGE_RECIPES = {
+    "supcon": Recipe("supcon_1_epoch", "SupervisedContrastiveLoss", {"scale": 20.0},
+                     epochs=1, learning_rate=5e-5),
+    "prototypical": Recipe("prototypical_1_epoch", "PrototypicalLoss",
+                           {"scale": 20.0, "label_smoothing": 0.1}, epochs=1,
+                           learning_rate=5e-5),
+}
 TARGETS = {"fewshot_mean": 86.0, "fewshot_over_setfit": 1.0, "full": 93.5,
            "tail_over_softmax": 5.0, "added_classes": 85.0, "oos_auroc_over_zero_shot": 0.05}
 
@@ -254,16 +264,18 @@ def mean_of(runs: list[dict]) -> dict:
 
 def one_epoch(x: list[str], y: list[str], evals: list[str], cfg: argparse.Namespace,
               score: Callable[[object], object]) -> dict:
-    """Zero-shot, siamtext (:data:`LARGE_RECIPE`) and the peers at the same epochs, trained on
+    """Zero-shot, siamtext (``--large-recipe``) and the peers at the same epochs, trained on
     ``(x, y)``; each method's predictions on ``evals`` scored by ``score``."""
     seed = cfg.seeds[0]
     zero = classifiers(SiamText(model_path()), x, y)
     out: dict = {"zero_shot": {m: score(p) for m, p in predict(zero, evals).items()}}
-    model, _, out["siamtext_seconds"] = siamtext_fit(x, y, cfg, seed, LARGE_RECIPE)
+    recipe = LARGE_RECIPES[cfg.large_recipe]
+    model, _, out["siamtext_seconds"] = siamtext_fit(x, y, cfg, seed, recipe)
+    out["recipe"] = recipe.to_dict()
     clfs = classifiers(model, x, y)
     out["siamtext"] = {m: score(p) for m, p in predict(clfs, evals).items()}
     out["logistic_C"] = clfs["logistic"].head_.info
-    for kind, result in peer_runs((x, y), evals, seed, LARGE_RECIPE.epochs, cfg,
+    for kind, result in peer_runs((x, y), evals, seed, recipe.epochs, cfg,
                                   False).items():
         out[kind] = score(peer_predict(result))
         out[f"{kind}_seconds"] = round(result["train_seconds"], 1)
@@ -424,6 +436,18 @@ def load(cfg: argparse.Namespace) -> tuple[tuple[list[str], list[str]], tuple[li
     return train, test
 
 
+def entries(results: dict, part: str) -> list[tuple[str, dict]]:
+    """A part's result and those of its runs with another ``--large-recipe``
+    (``part:<name>``)."""
+    return [(k, v) for k, v in results.items() if k == part or k.startswith(f"{part}:")]
+
+
+def recipe_name(result: dict) -> str:
+    """The recipe of a ``full`` or ``longtail`` result (runs before it was recorded used
+    ``supcon``)."""
+    return result.get("recipe", {}).get("name", LARGE_RECIPES["supcon"].name)
+
+
 def summary(results: dict) -> str:
     lines = []
     few = results.get("fewshot", {}).get("shots", {})
@@ -441,9 +465,8 @@ def summary(results: dict) -> str:
             ["seed", "zero-shot logistic", "siamtext prototype", "siamtext knn",
              "siamtext logistic", "siamtext chosen (recipe, mode)", "SetFit", "softmax",
              "siamtext s", "SetFit s", "softmax s"], rows), ""]
-    if "full" in results:
-        f = results["full"]
-        lines += ["Banking77 full test accuracy (%)", table(
+    for _, f in entries(results, "full"):
+        lines += [f"Banking77 full test accuracy (%), siamtext {recipe_name(f)}", table(
             ["zero-shot logistic", *(f"siamtext {k}" for k in MODES), "SetFit", "softmax"],
             [[f["zero_shot"]["logistic"], *(f["siamtext"][k] for k in MODES),
               f.get("setfit", "-"), f.get("softmax", "-")]]), ""]
@@ -451,11 +474,11 @@ def summary(results: dict) -> str:
         fs = results["full_softmax"]
         lines += [f"softmax on full data at {fs['epochs']} epochs: {fs['softmax']} % "
                   f"({fs['softmax_seconds']} s of training)", ""]
-    if "longtail" in results:
-        lt = results["longtail"]
+    for _, lt in entries(results, "longtail"):
         rows = [[f"siamtext {k}", *lt["siamtext"][k].values()] for k in MODES]
         rows += [[k, *lt[k].values()] for k in ("setfit", "softmax") if k in lt]
-        lines += ["Long tail (half the classes at 5 rows): accuracy (%)",
+        lines += [f"Long tail (half the classes at 5 rows): accuracy (%), siamtext "
+                  f"{recipe_name(lt)}",
                   table(["method", "tail", "head", "all"], rows), ""]
     if "newclasses" in results:
         nc = results["newclasses"]
@@ -490,13 +513,15 @@ def verdicts(results: dict) -> list[str]:
         if "setfit" in m:
             say("8-shot vs SetFit", m["siamtext_chosen"] >= m["setfit"] + 1.0,
                 f"{m['siamtext_chosen']} vs SetFit {m['setfit']} (target >= SetFit + 1.0)")
-    if "full" in results:
-        best = max(results["full"]["siamtext"].values())
-        say("full", best >= TARGETS["full"], f"best mode {best} (target >= {TARGETS['full']})")
-    if "longtail" in results and "softmax" in results["longtail"]:
-        lt = results["longtail"]
+    for _, f in entries(results, "full"):
+        best = max(f["siamtext"].values())
+        say(f"full ({recipe_name(f)})", best >= TARGETS["full"],
+            f"best mode {best} (target >= {TARGETS['full']})")
+    for _, lt in entries(results, "longtail"):
+        if "softmax" not in lt:
+            continue
         best = max(v["tail"] for v in lt["siamtext"].values())
-        say("tail vs softmax", best >= lt["softmax"]["tail"] + 5,
+        say(f"tail vs softmax ({recipe_name(lt)})", best >= lt["softmax"]["tail"] + 5,
             f"{best} vs softmax {lt['softmax']['tail']} (target >= softmax + 5)")
     if "newclasses" in results:
         best = max(v["added"] for v in results["newclasses"]["siamtext"].values())
@@ -552,6 +577,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--val-per-class", type=int, default=5,
                         help="validation rows per class in oos")
     parser.add_argument("--setfit-iterations", type=int, default=20)
+    parser.add_argument("--large-recipe", choices=sorted(LARGE_RECIPES), default="supcon",
+                        help="siamtext's one-epoch recipe in full and longtail")
     parser.add_argument("--softmax-epochs", type=int, default=5,
                         help="epochs of the softmax classifier in full_softmax")
     parser.add_argument("--no-setfit", action="store_true")
@@ -577,11 +604,14 @@ def main(argv: list[str] | None = None) -> int:
                "longtail": longtail,
                "newclasses": newclasses, "oos": oos}
     for part in parts:
+        key = part
+        if part in ("full", "longtail") and cfg.large_recipe != "supcon":
+            key = f"{part}:{cfg.large_recipe}"
         start = time.perf_counter()
-        results[part] = runners[part](cfg)
-        results[part]["wall_seconds"] = round(time.perf_counter() - start, 1)
-        settings[part] = {k: v for k, v in vars(cfg).items() if k not in ("only", "candidates")}
-        settings[part]["candidates"] = [r.to_dict() for r in cfg.candidates]
+        results[key] = runners[part](cfg)
+        results[key]["wall_seconds"] = round(time.perf_counter() - start, 1)
+        settings[key] = {k: v for k, v in vars(cfg).items() if k not in ("only", "candidates")}
+        settings[key]["candidates"] = [r.to_dict() for r in cfg.candidates]
         write_results(name, {"settings": settings, "targets": TARGETS, "results": results})
     text = summary(results)
     print(text)
