@@ -181,5 +181,5 @@ def test_mnrl_recipe_with_hard_negatives_trains_on_triplets(fresh_model):
 
 
 def test_hard_negatives_need_in_batch_negatives():
-    with pytest.raises(ValueError, match="hard_negatives needs loss='MultipleNegativesRankingLoss'"):
+    with pytest.raises(ValueError, match="hard_negatives needs loss='MultipleNegatives"):
         Recipe("x", "SupervisedContrastiveLoss", hard_negatives=True)
