@@ -142,3 +142,22 @@ def test_base_class_has_no_loss(tiny_model):
     with pytest.raises(NotImplementedError):
         Plain(tiny_model).compute_loss_from_embeddings([torch.zeros(1, 2)] * 2, None)
     assert Plain(tiny_model).get_config_dict() == {}
+
+
+LABELLED = sorted(name for name, cls in losses.LOSSES.items() if cls.input_format == "labelled")
+
+
+@pytest.mark.parametrize("name", LABELLED)
+def test_labelled_losses_refuse_bad_labels_alike(name, tiny_model):
+    loss = losses.LOSSES[name](tiny_model)
+    emb = torch.tensor([[1.0, 0.0], [0.6, 0.8], [0.0, 1.0], [0.8, 0.6]])
+    with pytest.raises(ValueError, match=r"same label \[4\], so no anchor has a negative"):
+        loss.compute_loss_from_embeddings([emb], torch.tensor([4, 4, 4, 4]))
+    with pytest.raises(ValueError, match="needs labels"):
+        loss.compute_loss_from_embeddings([emb], None)
+    with pytest.raises(ValueError, match="class ids"):
+        loss.compute_loss_from_embeddings([emb], torch.tensor([0.5, 0.5, 1.0, 1.0]))
+    with pytest.raises(ValueError, match="expects 4 labels .*got 2"):
+        loss.compute_loss_from_embeddings([emb], torch.tensor([0, 1]))
+    with pytest.raises(ValueError, match="expects 1 feature group"):
+        loss.compute_loss_from_embeddings([emb, emb], torch.tensor([0, 0, 1, 1]))

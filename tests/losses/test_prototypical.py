@@ -100,16 +100,8 @@ def test_gradient_is_finite_beside_a_lone_row():
     assert torch.isfinite(emb.grad).all() and emb.grad[:2].abs().sum() > 0
 
 
-def test_bad_input(tiny_model):
-    loss = PrototypicalLoss(tiny_model)
-    with pytest.raises(ValueError, match=r"same label \[4\], so no anchor has a negative"):
-        loss.compute_loss_from_embeddings([EMB], torch.tensor([4, 4, 4, 4]))
-    with pytest.raises(ValueError, match="needs labels"):
-        loss.compute_loss_from_embeddings([EMB], None)
-    with pytest.raises(ValueError, match="class ids"):
-        loss.compute_loss_from_embeddings([EMB], torch.tensor([0.5, 0.5, 1.0, 1.0]))
-    with pytest.raises(ValueError, match="expects 1 feature group"):
-        loss.compute_loss_from_embeddings([EMB, EMB], torch.tensor([0, 0, 1, 1]))
+def test_bad_settings(tiny_model):
+    # the label checks every labelled loss shares: tests/losses/test_base.py
     for eps in (1.0, -0.1, True, "0.1"):
         with pytest.raises(ValueError, match=r"label_smoothing must be in \[0, 1\)"):
             PrototypicalLoss(tiny_model, label_smoothing=eps)

@@ -79,18 +79,8 @@ def test_no_positive_gives_zero_with_gradient_and_a_warning(tiny_model, caplog):
     assert "no two rows share a label" in caplog.text
 
 
-def test_bad_input(tiny_model):
-    loss = SupervisedContrastiveLoss(tiny_model)
-    with pytest.raises(ValueError, match=r"same label \[4\], so no anchor has a negative"):
-        loss.compute_loss_from_embeddings([EMB], torch.tensor([4, 4, 4, 4]))
-    with pytest.raises(ValueError, match="needs labels"):
-        loss.compute_loss_from_embeddings([EMB], None)
-    with pytest.raises(ValueError, match="class ids"):
-        loss.compute_loss_from_embeddings([EMB], torch.tensor([0.5, 0.5, 1.0, 1.0]))
-    with pytest.raises(ValueError, match="expects 4 labels .*got 2"):
-        loss.compute_loss_from_embeddings([EMB], torch.tensor([0, 1]))
-    with pytest.raises(ValueError, match="expects 1 feature group"):
-        loss.compute_loss_from_embeddings([EMB, EMB], torch.tensor([0, 0, 1, 1]))
+def test_bad_settings(tiny_model):
+    # the label checks every labelled loss shares: tests/losses/test_base.py
     with pytest.raises(ValueError, match="scale must be a finite number > 0"):
         SupervisedContrastiveLoss(tiny_model, scale=-1)
     with pytest.raises(ValueError, match=r"similarity must be one of \['cosine', 'dot'\]"):
