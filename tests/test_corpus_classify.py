@@ -115,3 +115,25 @@ def test_bad_input(clf, tiny_model, tmp_path):
         bad.write_text("body\nhello\n", encoding="utf-8")
         classify_file(clf, bad, tmp_path / "x.csv")
     assert not (tmp_path / "x.csv").exists()
+
+
+def test_a_cascade_classifier_gives_its_own_answers(tiny_model, tmp_path):
+    pytest.importorskip("model2vec")
+    from siamtext.classify.cascade import static_answers, static_queries
+
+    texts, labels = zip(*EXAMPLES, strict=True)
+    static = tiny_model.distill_static(pca_dims=8)
+    casc = IntentClassifier(tiny_model, mode="knn", n_neighbors=2, first_pass=static,
+                            rerank_top=2).fit(list(texts), list(labels))
+    # a gate that the static model clears on some queries and not on others
+    margin = static_answers(casc, static_queries(casc, QUERIES))[1]
+    casc.first_pass_margin = float(np.median(margin))
+    assert 0 < (margin > casc.first_pass_gate).sum() < len(QUERIES)
+    source = tmp_path / "q.txt"
+    source.write_text("".join(q + "\n" for q in QUERIES), encoding="utf-8")
+    rows = read_csv(classify_file(casc, source, tmp_path / "pred.csv", top_k=2, chunk_size=3))
+    assert [r["label"] for r in rows] == casc.predict(QUERIES).tolist()
+    np.testing.assert_allclose([float(r["similarity"]) for r in rows],
+                               casc.similarity(QUERIES), atol=1e-6)
+    top, proba = casc.top_k(QUERIES, k=2)
+    np.testing.assert_allclose([float(r["probability"]) for r in rows], proba[:, 0], atol=1e-6)

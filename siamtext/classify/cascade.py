@@ -318,14 +318,17 @@ def resolve_shortlist(clf: IntentClassifier, allowed: object) -> torch.Tensor | 
     return allowed
 
 
-def predict(clf: IntentClassifier, X: object) -> np.ndarray:
+def predict(clf: IntentClassifier, X: object,
+            embeddings: torch.Tensor | None = None) -> np.ndarray:
     """Labels by the cascade: the static answer where its margin clears the gate, else the
     transformer's among the shortlist (and the out-of-scope threshold on its similarity;
     answers the gate accepts are never rejected).
 
     The texts are embedded outside the classifier's state lock; the answers all come from
     the one state scored under it (a class added meanwhile may move a query past the gate
-    that was checked before, never mix two states).
+    that was checked before, never mix two states). ``embeddings``: the transformer's
+    normalised embeddings of all of ``X``, when the caller has them already (its rows are
+    used where the gate does not accept).
     """
     texts = _texts(X, "prediction")
     queries = static_queries(clf, texts)
@@ -333,7 +336,12 @@ def predict(clf: IntentClassifier, X: object) -> np.ndarray:
     gate = clf.first_pass_gate
     accepted = margin > gate if gate is not None else np.zeros(len(texts), dtype=bool)
     rest = np.flatnonzero(~accepted)
-    emb = clf._embed([texts[i] for i in rest.tolist()]) if len(rest) else None
+    if not len(rest):
+        emb = None
+    elif embeddings is not None:
+        emb = embeddings[torch.as_tensor(rest, device=embeddings.device)]
+    else:
+        emb = clf._embed([texts[i] for i in rest.tolist()])
     with _state_lock():
         answer, _, _ = _static_view(clf, queries.embeddings)
         idx, best = answer.copy(), np.full(len(texts), np.inf, dtype=np.float32)

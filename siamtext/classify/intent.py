@@ -373,6 +373,29 @@ class IntentClassifier(HubMixin, ClassifierMixin, BaseEstimator):
         vals, idx = torch.topk(proba, min(k, proba.shape[1]), dim=1)
         return classes[idx.cpu().numpy()], vals.cpu().numpy()
 
+    def _answer_block(self, texts: list[str], emb: torch.Tensor, k: int
+                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """:meth:`predict`, :meth:`similarity` and :meth:`top_k` of ``texts`` whose model
+        embeddings ``emb`` are already made, from one scoring of one state (the rows of
+        :func:`siamtext.corpus.classify_file`). With a ``first_pass``, the labels are the
+        cascade's and the scores are among its shortlist, as those methods give them.
+
+        Returns:
+            ``labels (n,)``, ``similarity (n,)``, ``top labels (n, k)``, ``top
+            probabilities (n, k)``.
+        """
+        emb = self._embed(emb)
+        allowed = cascade.shortlist(self, texts)
+        with _STATE_LOCK:
+            proba, best, pred = self._scores(emb, allowed=allowed)
+            if self.first_pass is not None:
+                labels = cascade.predict(self, texts, embeddings=emb)
+            else:
+                labels = self._decide(pred.cpu().numpy(), best.cpu().numpy())
+            classes = self.classes_
+        vals, idx = torch.topk(proba, min(k, proba.shape[1]), dim=1)
+        return labels, best.cpu().numpy(), classes[idx.cpu().numpy()], vals.cpu().numpy()
+
     # ------------------------------------------------------------------ rejection
     def fit_threshold(self, X: object, y: object = None, *,
                       target_recall: float | None = None) -> IntentClassifier:

@@ -44,7 +44,9 @@ def classify_file(
     ``top_k > 1``, ``top_k`` (``"label:probability"`` pairs, best first). An empty line, a
     null or a non-string cell is classified as ``""`` and keeps its row. The output is
     written to ``NAME.partial.EXT`` and renamed when complete, so a crash never leaves a
-    short file under the final name.
+    short file under the final name. A classifier with a ``first_pass`` writes its cascade's
+    labels (the transformer still embeds every text: the similarity and probability columns
+    need it).
 
     Args:
         classifier: A fitted :class:`~siamtext.classify.IntentClassifier` with a model.
@@ -111,17 +113,17 @@ def partial_path(output: Path) -> Path:
 
 def _rows(classifier: Any, texts: Iterator[str], top_k: int, chunk_size: int,
           bar: tqdm) -> Iterator[dict]:
-    """Output rows, chunk by chunk: each chunk embedded once, scored in small blocks."""
+    """Output rows, chunk by chunk: each chunk embedded once, each small block of it scored
+    once."""
     model = classifier.model
     row = 0
     while chunk := list(itertools.islice(texts, chunk_size)):
         emb = model.encode(chunk, batch_size=classifier.batch_size, convert_to="torch",
                            show_progress=False)
         for a in range(0, len(chunk), _SCORE_ROWS):
-            block = emb[a : a + _SCORE_ROWS]
-            labels = classifier.predict(block).tolist()
-            sims = classifier.similarity(block).tolist()
-            top, proba = classifier.top_k(block, k=top_k)
+            labels, sims, top, proba = classifier._answer_block(
+                chunk[a : a + _SCORE_ROWS], emb[a : a + _SCORE_ROWS], top_k)
+            labels, sims = labels.tolist(), sims.tolist()
             for i, label in enumerate(labels):
                 out = {"id": row, "text": chunk[a + i], "label": label,
                        "similarity": round(sims[i], 6),
