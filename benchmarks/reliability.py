@@ -70,25 +70,11 @@ def demo_rows() -> list[tuple[str, str]]:
 
 
 def tiny_bert(folder: Path) -> Path:
-    """A 2-layer, 32-wide random BERT with a WordPiece vocabulary of the demo texts."""
-    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, trainers
-    from transformers import BertConfig, BertModel, BertTokenizer
+    """A 2-layer, 32-wide random BERT with a WordPiece vocabulary of the demo texts (the same
+    every run)."""
+    from siamtext.testing import tiny_bert as build
 
-    if (folder / "config.json").is_file():
-        return folder
-    folder.mkdir(parents=True, exist_ok=True)
-    wp = Tokenizer(models.WordPiece(unk_token="[UNK]"))
-    wp.normalizer = normalizers.BertNormalizer(lowercase=True)
-    wp.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    wp.train_from_iterator([t for t, _ in demo_rows()], trainers.WordPieceTrainer(
-        vocab_size=400, special_tokens=["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]))
-    vocab = dict(sorted(wp.get_vocab().items(), key=lambda kv: kv[1]))
-    config = BertConfig(vocab_size=len(vocab), hidden_size=32, num_hidden_layers=2,
-                        num_attention_heads=2, intermediate_size=64, max_position_embeddings=64)
-    torch.manual_seed(0)
-    BertModel(config).save_pretrained(folder)
-    BertTokenizer(vocab=vocab, model_max_length=64).save_pretrained(folder)
-    return folder
+    return build(folder, [t for t, _ in demo_rows()])
 
 
 def intent_rows(classes: int = 3, per_class: int = 12) -> dict[str, list[str]]:

@@ -1,7 +1,7 @@
 """Tiny offline models shared by the test session.
 
 Nothing here downloads: the WordPiece vocabulary is built from the project's own demo
-utterances (split by ``tokenizers``' BERT normaliser and pre-tokeniser), the sentencepiece model
+utterances (:mod:`siamtext.testing`, the same every run), the sentencepiece model
 is trained with ``sentencepiece`` on them, and the transformers are randomly initialised from
 small configs. Every fixture is the same from run to run.
 """
@@ -35,45 +35,12 @@ def corpus() -> list[str]:
     return demo_texts()
 
 
-def wordpiece_vocab(corpus: list[str], size: int) -> list[str]:
-    """A WordPiece vocabulary that is the same every run: the special tokens, every character
-    alone and as a ``##`` continuation, then whole words by frequency (ties in alphabetical
-    order), ``size`` tokens at most.
-
-    ``tokenizers``' ``WordPieceTrainer`` is not used: it breaks ties between equal pair counts
-    in hash-map order, which changes from process to process (six runs on the demo utterances
-    gave six different vocabularies, and so six different tiny towers).
-    """
-    from collections import Counter
-
-    from tokenizers import normalizers, pre_tokenizers
-
-    normalizer = normalizers.BertNormalizer(lowercase=True)
-    splitter = pre_tokenizers.BertPreTokenizer()
-    counts = Counter(word for text in corpus
-                     for word, _ in splitter.pre_tokenize_str(normalizer.normalize_str(text)))
-    chars = sorted({c for word in counts for c in word})
-    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *chars, *("##" + c for c in chars)]
-    words = sorted((w for w in counts if len(w) > 1), key=lambda w: (-counts[w], w))
-    return (vocab + words)[:size]
-
-
 @pytest.fixture(scope="session")
 def tiny_bert_dir(tmp_path_factory: pytest.TempPathFactory, corpus: list[str]) -> Path:
     """A 2-layer, 32-wide random BERT with a 400-token WordPiece vocabulary."""
-    from transformers import BertConfig, BertModel, BertTokenizer
+    from siamtext.testing import tiny_bert
 
-    folder = tmp_path_factory.mktemp("tiny_bert")
-    vocab = wordpiece_vocab(corpus, size=400)
-    (folder / "vocab.txt").write_text("\n".join(vocab) + "\n", encoding="utf-8")
-    # transformers 5 ignores vocab_file here: pass the vocabulary itself
-    tokenizer = BertTokenizer(vocab={tok: i for i, tok in enumerate(vocab)}, model_max_length=64)
-    config = BertConfig(vocab_size=len(vocab), hidden_size=32, num_hidden_layers=2,
-                        num_attention_heads=2, intermediate_size=64, max_position_embeddings=64)
-    torch.manual_seed(0)
-    BertModel(config).save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return folder
+    return tiny_bert(tmp_path_factory.mktemp("tiny_bert"), corpus)
 
 
 @pytest.fixture(scope="session")
