@@ -290,17 +290,13 @@ def _anchor_positive_rows(texts: Sequence[str], labels: Sequence[object], epochs
 def _hardest_other_class(model: SiamText, texts: Sequence[str], labels: Sequence[object],
                          rows: dict[str, list]) -> list[str]:
     """For each (anchor, label) row, the text of another class that ``model`` embeds nearest
-    the anchor (cosine similarity)."""
-    texts = list(texts)
-    emb = model.encode(texts, batch_size=128, normalize=True)
-    index = {t: i for i, t in enumerate(texts)}
-    ids = {label: k for k, label in enumerate(dict.fromkeys(labels))}
-    text_ids = np.asarray([ids[y] for y in labels])
-    out: list[str] = []
-    for start in range(0, len(rows["anchor"]), 1024):
-        anchors = [index[a] for a in rows["anchor"][start:start + 1024]]
-        sim = emb[anchors] @ emb.T
-        own = np.asarray([ids[y] for y in rows["label"][start:start + 1024]])
-        sim[own[:, None] == text_ids[None, :]] = -np.inf
-        out += [texts[j] for j in sim.argmax(axis=1)]
-    return out
+    the anchor (cosine similarity), mined once per distinct (text, label) row."""
+    from siamtext.data.pairs import _hardest_negatives
+
+    texts, labels = list(texts), list(labels)
+    index = {(t, y): i for i, (t, y) in enumerate(zip(texts, labels, strict=True))}
+    anchors = sorted(set(index.values()))
+    nearest = dict(zip(anchors, _hardest_negatives(model, texts, labels, anchors, 128),
+                       strict=True))
+    return [texts[nearest[index[a, y]]] for a, y in zip(rows["anchor"], rows["label"],
+                                                         strict=True)]
