@@ -318,38 +318,51 @@ def resolve_shortlist(clf: IntentClassifier, allowed: object) -> torch.Tensor | 
     return allowed
 
 
-def predict(clf: IntentClassifier, X: object,
-            embeddings: torch.Tensor | None = None) -> np.ndarray:
+def predict(clf: IntentClassifier, X: object) -> np.ndarray:
     """Labels by the cascade: the static answer where its margin clears the gate, else the
     transformer's among the shortlist (and the out-of-scope threshold on its similarity;
     answers the gate accepts are never rejected).
 
     The texts are embedded outside the classifier's state lock; the answers all come from
     the one state scored under it (a class added meanwhile may move a query past the gate
-    that was checked before, never mix two states). ``embeddings``: the transformer's
-    normalised embeddings of all of ``X``, when the caller has them already (its rows are
-    used where the gate does not accept).
+    that was checked before, never mix two states).
     """
     texts = _texts(X, "prediction")
     queries = static_queries(clf, texts)
     _, margin, _ = static_answers(clf, queries)
-    gate = clf.first_pass_gate
-    accepted = margin > gate if gate is not None else np.zeros(len(texts), dtype=bool)
+    accepted = _accepted(clf, margin)
     rest = np.flatnonzero(~accepted)
-    if not len(rest):
-        emb = None
-    elif embeddings is not None:
-        emb = embeddings[torch.as_tensor(rest, device=embeddings.device)]
-    else:
-        emb = clf._embed([texts[i] for i in rest.tolist()])
+    emb = clf._embed([texts[i] for i in rest.tolist()]) if len(rest) else None
     with _state_lock():
-        answer, _, _ = _static_view(clf, queries.embeddings)
-        idx, best = answer.copy(), np.full(len(texts), np.inf, dtype=np.float32)
+        idx, best = np.zeros(len(texts), dtype=np.int64), np.full(len(texts), np.inf,
+                                                                  dtype=np.float32)
         if emb is not None:
             sub = queries[rest] if clf.rerank_top is not None else None
             _, b, p = clf._scores(emb, proba=False, allowed=sub)
             idx[rest], best[rest] = p.cpu().numpy(), b.cpu().numpy()
-        return clf._decide(idx, best)
+        return clf._decide(*gated(clf, queries, idx, best, accepted))
+
+
+def gated(clf: IntentClassifier, queries: StaticQueries, idx: np.ndarray, best: np.ndarray,
+          accepted: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """The transformer's class indices ``idx`` and best similarities ``best`` with the static
+    answer put in where the gate accepts a query (its similarity ``+inf``: never rejected).
+
+    Call it under the classifier's state lock. ``accepted``: which queries the gate took, when
+    decided before (else from the static scores of this state).
+    """
+    answer, margin, _ = _static_view(clf, queries.embeddings)
+    if accepted is None:
+        accepted = _accepted(clf, margin)
+    idx, best = idx.copy(), best.copy()
+    idx[accepted], best[accepted] = answer[accepted], np.inf
+    return idx, best
+
+
+def _accepted(clf: IntentClassifier, margin: np.ndarray) -> np.ndarray:
+    """Which static margins clear the gate (none without one)."""
+    gate = clf.first_pass_gate
+    return margin > gate if gate is not None else np.zeros(len(margin), dtype=bool)
 
 
 # ---------------------------------------------------------------------- intents: the gate

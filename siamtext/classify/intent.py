@@ -386,15 +386,19 @@ class IntentClassifier(HubMixin, ClassifierMixin, BaseEstimator):
         """
         emb = self._embed(emb)
         allowed = cascade.shortlist(self, texts)
+        queries = None
+        if self.first_pass is not None:  # the static embeddings, made once
+            queries = allowed if allowed is not None else cascade.static_queries(self, texts)
         with _STATE_LOCK:
             proba, best, pred = self._scores(emb, allowed=allowed)
-            if self.first_pass is not None:
-                labels = cascade.predict(self, texts, embeddings=emb)
+            idx, sims = pred.cpu().numpy(), best.cpu().numpy()
+            if queries is not None:
+                labels = self._decide(*cascade.gated(self, queries, idx, sims))
             else:
-                labels = self._decide(pred.cpu().numpy(), best.cpu().numpy())
+                labels = self._decide(idx, sims)
             classes = self.classes_
-        vals, idx = torch.topk(proba, min(k, proba.shape[1]), dim=1)
-        return labels, best.cpu().numpy(), classes[idx.cpu().numpy()], vals.cpu().numpy()
+        vals, top = torch.topk(proba, min(k, proba.shape[1]), dim=1)
+        return labels, sims, classes[top.cpu().numpy()], vals.cpu().numpy()
 
     # ------------------------------------------------------------------ rejection
     def fit_threshold(self, X: object, y: object = None, *,
