@@ -1,0 +1,535 @@
+"""The embedded engine: SQLite rows as the source of truth, a faiss search snapshot beside.
+
+A collection is a folder::
+
+    items.sqlite      every item (id, text, label, metadata, vector) and tombstones, WAL mode
+    search-SEQ.faiss  the search structure as of write number SEQ (flat or IVF)
+    search.json       which snapshot is current, its SEQ and its tuned search depth
+    writer.lock       held (flock) by the one process that writes
+
+Why this shape (measured in ``benchmarks/index_online.py``): SQLite makes a batch of 100
+items durable in milliseconds and survives ``kill -9`` at any point; a faiss IVF index
+answers a query over a million items in about a millisecond but is costly to write. So
+writes commit to SQLite first and then go into the in-memory faiss index (searchable when
+``add`` returns); the faiss index is written out as a snapshot now and then (on
+:meth:`close`, after :meth:`optimize`, after ``snapshot_every`` changes), by temp file,
+``fsync`` and ``rename``. Opening reads the snapshot and catches up from SQLite with the
+writes made after it, so a crash costs a short catch-up, never a re-embedding or a full
+rebuild. A reader process (``writable=False``) does the same on :meth:`refresh`.
+
+A write's SQLite commit and its faiss update happen under one lock, and searches take it
+too, so a search in this process sees a write whole or not at all. Rows read to fill in
+hits are checked against the write number the search ran at: a row written later makes the
+search catch up and run again.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import logging
+import os
+import re
+import threading
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from siamtext.index import rows as rows_mod
+from siamtext.index.ann import IVF_FROM, RETRAIN_GROWTH, Structure
+from siamtext.index.base import (
+    Hit,
+    IndexLockedError,
+    Item,
+    Label,
+    Store,
+    check_meta,
+)
+
+logger = logging.getLogger(__name__)
+
+MANIFEST = "search.json"
+LOCK = "writer.lock"
+_SNAPSHOT = re.compile(r"^search-(\d+)\.faiss$")
+#: A filtered search over at most this many matching items reads their vectors and scores
+#: them exactly; a broader filter searches the index restricted to them.
+EXACT_FILTER = 20_000
+
+
+class LocalStore(Store):
+    """A collection in a local folder (see the module docstring).
+
+    Args (``options`` of :meth:`siamtext.index.Index.create` / ``open``):
+        ivf_from: Items from which an IVF index replaces exact search
+            (:data:`siamtext.index.ann.IVF_FROM`).
+        recall_target: Recall@10 of a sample of stored items that the IVF search depth is
+            tuned to (0.95).
+        snapshot_every: Writes (items changed) after which the snapshot is rewritten; by
+            default a quarter of the collection, at least 50,000.
+        background: Retrain a grown IVF index in a background thread (default) instead of
+            in the write that crossed the size.
+    """
+
+    def __init__(self, folder: Path, rows: rows_mod.Rows, writable: bool,
+                 lock_fd: int | None, *, ivf_from: int = IVF_FROM, recall_target: float = 0.95,
+                 snapshot_every: int | None = None, background: bool = True,
+                 seed: int = 0) -> None:
+        if not 0 < recall_target <= 1:
+            raise ValueError(f"recall_target must be in (0, 1], got {recall_target!r}")
+        self.folder, self.rows, self.writable = folder, rows, writable
+        self._lock_fd = lock_fd
+        self._settings = rows.settings()
+        check_meta(self._settings, str(folder))
+        self.dim = int(self._settings["dim"])
+        self.ivf_from, self.recall_target = ivf_from, recall_target
+        self.snapshot_every, self.background = snapshot_every, background
+        self._rng = np.random.default_rng(seed)
+        self._lock = threading.RLock()
+        self._seq = -1  # the write number the in-memory structure reflects
+        self._snap_seq = -1
+        self._pending = 0  # items changed since the snapshot (approximate after a reopen)
+        self._next_id = 0
+        self._rebuild: threading.Thread | None = None
+        self._closing = threading.Event()
+        self._closed = False
+        self.structure = self._load()
+
+    # ------------------------------------------------------------------ opening
+    @classmethod
+    def exists(cls, location: str, **options: Any) -> bool:
+        return (Path(location) / rows_mod.FILE_NAME).is_file()
+
+    @classmethod
+    def create(cls, location: str, meta: dict[str, Any], **options: Any) -> LocalStore:
+        from siamtext.atomic import write_folder
+
+        folder = _check_folder(location)
+        if folder.exists() and any(folder.iterdir()):
+            what = "a collection" if cls.exists(location) else "files"
+            raise FileExistsError(f"{folder} already holds {what}: open it with Index.open, "
+                                  "or create the collection in a new or empty folder")
+        try:  # all or nothing: a half-created collection never appears
+            write_folder(folder, lambda tmp: rows_mod.create(tmp / rows_mod.FILE_NAME, meta),
+                         keep_others=False)
+        except PermissionError as err:
+            raise PermissionError(f"cannot create a collection in {folder.parent}: {err}") \
+                from None
+        return cls.open(location, writable=True, **options)
+
+    @classmethod
+    def open(cls, location: str, writable: bool = True, **options: Any) -> LocalStore:
+        folder = _check_folder(location)
+        if not cls.exists(location):
+            raise FileNotFoundError(f"no collection at {folder} ({rows_mod.FILE_NAME} is "
+                                    "missing): create one with Index.create")
+        lock_fd = _take_lock(folder) if writable else None
+        try:
+            rows = rows_mod.Rows(folder / rows_mod.FILE_NAME, writable)
+            try:
+                return cls(folder, rows, writable, lock_fd, **options)
+            except BaseException:
+                rows.close()
+                raise
+        except BaseException:
+            if lock_fd is not None:
+                os.close(lock_fd)
+            raise
+
+    def meta(self) -> dict[str, Any]:
+        return dict(self._settings)
+
+    # ------------------------------------------------------------------ loading
+    def _load(self) -> Structure:
+        """The snapshot, caught up with the writes after it; rebuilt from the rows when
+        there is no usable snapshot."""
+        structure, after = self._read_snapshot()
+        conn = self.rows.reader()
+        with rows_mod.transaction(conn, write=False):
+            seq, count = _seq(conn), _count(conn)
+            if structure is not None and after > seq:
+                logger.warning("%s: the search snapshot (write %d) is newer than the rows "
+                               "(write %d); rebuilding it", self.folder, after, seq)
+                structure = None
+            if structure is None:
+                structure, after = self._build(conn, count), -1
+            else:
+                self._pending = self._apply(structure, conn, after)
+                if structure.ntotal != count:
+                    logger.warning("%s: the search snapshot holds %d items, the rows %d; "
+                                   "rebuilding it", self.folder, structure.ntotal, count)
+                    structure, after = self._build(conn, count), -1
+            self._next_id = int(conn.execute(
+                "SELECT value FROM meta WHERE key = 'next_id'").fetchone()[0])
+        self._seq = seq
+        if self.writable:
+            self._remove_stale_files()
+        return structure
+
+    def _read_snapshot(self) -> tuple[Structure | None, int]:
+        path = self.folder / MANIFEST
+        if not path.is_file():
+            return None, -1
+        try:
+            manifest = json.loads(path.read_text(encoding="utf-8"))
+            structure = Structure.read(str(self.folder / manifest["file"]), manifest)
+            self._snap_seq = int(manifest["seq"])
+            return structure, self._snap_seq
+        except Exception as err:  # a damaged snapshot costs a rebuild, never the collection
+            logger.warning("%s: cannot read the search snapshot (%s); rebuilding it from the "
+                           "rows", self.folder, err)
+            return None, -1
+
+    def _build(self, conn: Any, count: int) -> Structure:
+        """A new structure over every row, read in ``conn``'s current transaction."""
+        if count >= self.ivf_from:
+            train = self.rows.sample(Structure.train_size(count), conn)
+            structure = Structure.ivf(train, count, seed=int(self._rng.integers(2**31)))
+        else:
+            structure = Structure.flat(self.dim)
+        for ids, vecs in self.rows.changes(-1, conn):
+            if self._closing.is_set():
+                raise _Aborted
+            if vecs is not None:
+                structure.add(ids, vecs)
+        structure.tune(self.recall_target, self._rng)
+        return structure
+
+    def _apply(self, structure: Structure, conn: Any, after: int) -> int:
+        """Bring ``structure`` from write ``after`` to ``conn``'s transaction; returns the
+        number of items changed."""
+        changed = 0
+        for ids, vecs in self.rows.changes(after, conn):
+            structure.remove(ids)
+            if vecs is not None:
+                structure.add(ids, vecs)
+            changed += len(ids)
+        return changed
+
+    # ------------------------------------------------------------------ writes
+    def write(self, ids: np.ndarray, vectors: np.ndarray, texts: Sequence[str | None],
+              labels: Sequence[Label | None], metadata: Sequence[dict | None]) -> None:
+        self._require_writable()
+        with self._lock:
+            seq = self.rows.write(ids, vectors, texts, labels, metadata)
+            if self.structure.kind == "flat" and \
+                    self.structure.ntotal + len(ids) >= self.ivf_from:
+                self._replace_from_rows()  # the step to IVF, from the rows just committed
+            else:
+                self.structure.remove(ids)  # an upsert replaces; a new id is not there
+                self.structure.add(ids, vectors)
+            self._seq = seq
+            self._pending += len(ids)
+            self._next_id = max(self._next_id, int(ids.max()) + 1)
+        self._after_write()
+
+    def delete(self, ids: np.ndarray) -> None:
+        self._require_writable()
+        with self._lock:
+            self._seq = self.rows.delete(ids)
+            self._pending += len(ids)
+            self.structure.remove(ids)
+        self._after_write()
+
+    def next_ids(self, n: int) -> np.ndarray:
+        self._require_writable()
+        with self._lock:
+            start = self._next_id
+            self._next_id += n
+        return np.arange(start, start + n, dtype=np.int64)
+
+    def _after_write(self) -> None:
+        s = self.structure
+        if s.kind == "ivf" and s.ntotal > RETRAIN_GROWTH * max(s.trained_n, 1):
+            if self.background:
+                self._start_rebuild()
+            else:
+                self.optimize()
+            return
+        every = self.snapshot_every or max(50_000, s.ntotal // 4)
+        if self._pending >= every:
+            self.snapshot()
+
+    def _require_writable(self) -> None:
+        if not self.writable:
+            raise PermissionError(f"{self.folder} was opened read-only")
+
+    # ------------------------------------------------------------------ rebuilds
+    def _replace_from_rows(self) -> None:
+        """Rebuild the structure from the rows at once (the caller holds the lock)."""
+        conn = self.rows.reader()
+        with rows_mod.transaction(conn, write=False):
+            self.structure = self._build(conn, _count(conn))
+            self._seq = _seq(conn)
+
+    def _start_rebuild(self) -> None:
+        with self._lock:
+            if self._rebuild is not None and self._rebuild.is_alive():
+                return
+            self._rebuild = threading.Thread(target=self._rebuild_worker, daemon=True,
+                                             name=f"siamtext-index-rebuild-{self.folder.name}")
+            self._rebuild.start()
+
+    def _rebuild_worker(self) -> None:
+        try:
+            self.optimize(_snapshot=self.writable)
+        except _Aborted:
+            logger.info("%s: rebuild stopped by close()", self.folder)
+        except Exception:  # the old structure keeps serving; the next write tries again
+            logger.exception("%s: rebuilding the search structure failed", self.folder)
+
+    def optimize(self, _snapshot: bool = True) -> None:
+        """Retrain and rebuild the search structure for the current size, then swap it in.
+
+        The rows are read in one read transaction while searches and writes go on against
+        the old structure; the writes made meanwhile are applied to the new one under the
+        lock, just before the swap. Memory peaks at about two structures.
+        """
+        conn = rows_mod.connect(self.folder / rows_mod.FILE_NAME, False)
+        try:
+            with rows_mod.transaction(conn, write=False):
+                built_at = _seq(conn)
+                structure = self._build(conn, _count(conn))
+            with self._lock:
+                with rows_mod.transaction(conn, write=False):
+                    self._apply(structure, conn, built_at)
+                    self.structure, self._seq = structure, max(self._seq, _seq(conn))
+        finally:
+            conn.close()
+        if _snapshot and self.writable:
+            self.snapshot()
+
+    # ------------------------------------------------------------------ snapshots
+    def snapshot(self) -> None:
+        """Write the search structure as of now (temp file, fsync, rename, then the
+        manifest); searches wait while faiss writes it, not while it is flushed."""
+        self._require_writable()
+        with self._lock:
+            seq = self._seq
+            if seq == self._snap_seq:
+                return
+            name = f"search-{seq}.faiss"
+            tmp = self.folder / f".{name}.tmp-{os.getpid()}"
+            self.structure.write(str(tmp))
+            manifest = {**self.structure.settings(), "seq": seq, "file": name}
+        try:
+            _fsync(tmp)
+            os.replace(tmp, self.folder / name)
+            _write_json(self.folder / MANIFEST, manifest)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        with self._lock:
+            self._pending = 0 if self._seq == seq else self._pending
+        self._snap_seq = seq
+        self._remove_stale_files()
+
+    def _remove_stale_files(self) -> None:
+        current = None
+        try:
+            current = json.loads((self.folder / MANIFEST).read_text(encoding="utf-8"))["file"]
+        except (OSError, ValueError, KeyError):
+            pass
+        for path in self.folder.iterdir():
+            stale_tmp = path.name.startswith(".search-") and ".tmp-" in path.name and \
+                not path.name.endswith(f".tmp-{os.getpid()}")
+            if (_SNAPSHOT.match(path.name) and path.name != current) or stale_tmp:
+                path.unlink(missing_ok=True)
+
+    # ------------------------------------------------------------------ reads
+    def existing(self, ids: np.ndarray) -> np.ndarray:
+        return self.rows.existing(ids)
+
+    def get(self, ids: np.ndarray, with_embeddings: bool = False) -> list[Item]:
+        found = self.rows.rows(ids.tolist(), with_embeddings)
+        return [found[int(i)][1] for i in ids]
+
+    def count(self) -> int:
+        with self._lock:
+            return self.structure.ntotal
+
+    def iter_items(self, batch_size: int = 1024, with_embeddings: bool = False,
+                   where: dict[str, Any] | None = None) -> Iterator[Item]:
+        return self.rows.iter_items(batch_size, with_embeddings, where)
+
+    def refresh(self) -> int:
+        with self._lock:
+            conn = self.rows.reader()
+            with rows_mod.transaction(conn, write=False):
+                seq = _seq(conn)
+                if seq == self._seq:
+                    return 0
+                if self.structure.kind == "flat" and _count(conn) >= self.ivf_from:
+                    self.structure, changed = self._build(conn, _count(conn)), -1
+                else:
+                    changed = self._apply(self.structure, conn, self._seq)
+                self._seq = seq
+        s = self.structure
+        if s.kind == "ivf" and s.ntotal > RETRAIN_GROWTH * max(s.trained_n, 1):
+            self._start_rebuild()
+        return changed if changed >= 0 else s.ntotal
+
+    def search(self, queries: np.ndarray, k: int, threshold: float | None,
+               where: dict[str, Any] | None) -> list[list[Hit]]:
+        allowed = self.rows.ids_where(where) if where else None
+        if allowed is not None and not len(allowed):
+            return [[] for _ in queries]
+        if allowed is not None and len(allowed) <= EXACT_FILTER:
+            return self._search_rows(queries, k, threshold, allowed)
+        for attempt in range(3):
+            with self._lock:
+                view = self._seq
+                nprobe = None
+                s = self.structure
+                if allowed is not None and s.kind == "ivf":  # fewer matches per list
+                    share = len(allowed) / max(s.ntotal, 1)
+                    nprobe = min(s.nlist, int(np.ceil((s.nprobe or 1) / max(share, 1e-9))))
+                scores, ids = s.search(queries, k, allowed, nprobe)
+            hits = self._hydrate(scores, ids, threshold, view if attempt < 2 else None)
+            if hits is not None:
+                return hits
+            self.refresh() if not self.writable else None
+        raise AssertionError("unreachable")  # the last attempt never retries
+
+    def _search_rows(self, queries: np.ndarray, k: int, threshold: float | None,
+                     allowed: np.ndarray) -> list[list[Hit]]:
+        """Exact search over a small filtered set, read from the rows."""
+        found = self.rows.rows(allowed.tolist(), with_embeddings=True)
+        ids = np.fromiter(found, dtype=np.int64, count=len(found))
+        mat = np.stack([found[int(i)][1].embedding for i in ids]) if len(ids) else \
+            np.zeros((0, self.dim), dtype=np.float32)
+        sims = queries @ mat.T
+        out = []
+        for row in sims:
+            top = np.argsort(-row, kind="stable")[:k]
+            hits = []
+            for j in top:
+                score = float(row[j])
+                if threshold is not None and score < threshold:
+                    break
+                item = found[int(ids[j])][1]
+                hits.append(Hit(item.id, score, item.text, item.label, item.metadata))
+            out.append(hits)
+        return out
+
+    def _hydrate(self, scores: np.ndarray, ids: np.ndarray, threshold: float | None,
+                 view: int | None) -> list[list[Hit]] | None:
+        """Hits with their rows; ``None`` when a row was written after ``view`` (the caller
+        catches up and searches again)."""
+        wanted = np.unique(ids[ids >= 0])
+        found = self.rows.rows(wanted.tolist())
+        if view is not None and (len(found) < len(wanted) or
+                                 any(seq > view for seq, _ in found.values())):
+            return None
+        out = []
+        for srow, irow in zip(scores, ids):
+            hits = []
+            for score, i in zip(srow.tolist(), irow.tolist()):
+                if i < 0 or (threshold is not None and score < threshold) or i not in found:
+                    continue
+                item = found[i][1]
+                hits.append(Hit(i, float(score), item.text, item.label, item.metadata))
+            out.append(hits)
+        return out
+
+    def stats(self) -> dict[str, Any]:
+        with self._lock:
+            s = self.structure
+            return {"engine": "local", "path": str(self.folder), "search": s.kind,
+                    "nlist": s.nlist, "nprobe": s.nprobe, "sample_recall": s.recall,
+                    "trained_items": s.trained_n, "write_number": self._seq,
+                    "snapshot_write_number": self._snap_seq,
+                    "rebuilding": bool(self._rebuild is not None and self._rebuild.is_alive())}
+
+    # ------------------------------------------------------------------ closing
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closing.set()
+        if self._rebuild is not None:
+            self._rebuild.join()
+        try:
+            if self.writable and self._seq != self._snap_seq:
+                try:
+                    self.snapshot()
+                except OSError as err:  # the rows are safe; the next open catches up
+                    logger.warning("%s: could not write the search snapshot (%s); the next "
+                                   "open catches up from the rows", self.folder, err)
+        finally:
+            self._closed = True
+            self.rows.close()
+            if self._lock_fd is not None:
+                os.close(self._lock_fd)
+                self._lock_fd = None
+
+    def __del__(self) -> None:  # a forgotten close still releases the lock and connections
+        if not getattr(self, "_closed", True):
+            try:
+                self.rows.close()
+                if self._lock_fd is not None:
+                    os.close(self._lock_fd)
+            except Exception:
+                pass
+
+
+class _Aborted(Exception):
+    """A rebuild stopped because the store is closing."""
+
+
+# --------------------------------------------------------------------------- helpers
+def _check_folder(location: str) -> Path:
+    folder = Path(location)
+    if folder.exists() and not folder.is_dir():
+        raise ValueError(f"a local collection is a folder, but {folder} is a file")
+    return folder
+
+
+def _take_lock(folder: Path) -> int:
+    path = folder / LOCK
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as err:
+        raise PermissionError(f"cannot open {folder} for writing ({err.strerror}): open it "
+                              "with readonly=True to search it") from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+        os.close(fd)
+        raise IndexLockedError(f"{folder} is already open for writing (by process {holder}); "
+                               "one writer at a time: close that one, or open this one with "
+                               "readonly=True") from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, str(os.getpid()).encode(), 0)
+    return fd
+
+
+def _seq(conn: Any) -> int:
+    return int(conn.execute("SELECT value FROM meta WHERE key = 'seq'").fetchone()[0])
+
+
+def _count(conn: Any) -> int:
+    return int(conn.execute("SELECT count(*) FROM items").fetchone()[0])
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _write_json(path: Path, payload: dict) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(payload, f)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
