@@ -37,7 +37,16 @@ from typing import Any
 import numpy as np
 
 from siamtext.extras import require
-from siamtext.index.base import ITEM_FIELDS, Hit, IndexLockedError, Item, Label, Store, matches
+from siamtext.index.base import (
+    ITEM_FIELDS,
+    Hit,
+    IndexLockedError,
+    Item,
+    Label,
+    Store,
+    check_meta,
+    matches,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -92,7 +101,8 @@ class MilvusStore(Store):
             self._meta = json.loads(props.get(META_KEY) or "{}")
         except json.JSONDecodeError:
             self._meta = {}
-        self.dim = int(self._meta.get("dim") or self._vector_dim())
+        check_meta(self._meta, f"{_redact(uri)} (Milvus collection {collection!r})")
+        self.dim = int(self._meta["dim"])
         self._writes_seen = int(props.get(WRITES_KEY) or 0)
 
     # ------------------------------------------------------------------ opening
@@ -367,13 +377,6 @@ class MilvusStore(Store):
         writes = int(self._properties().get(WRITES_KEY) or 0) + 1
         self._set_properties({WRITES_KEY: str(writes)})
         self._writes_seen += 1  # our own writes are not news to us
-
-    def _vector_dim(self) -> int:
-        for field in self._client.describe_collection(self.collection).get("fields", []):
-            if field.get("name") == "vector":
-                return int(field.get("params", {}).get("dim", 0))
-        raise ValueError(f"Milvus collection {self.collection!r} has no 'vector' field: it "
-                         "was not made by siamtext")
 
 
 # --------------------------------------------------------------------------- filters

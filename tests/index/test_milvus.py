@@ -56,6 +56,25 @@ def test_create_exists_open_and_meta(db, tmp_path):
         assert idx.info()["format_version"] == 1
 
 
+def test_a_newer_format_and_a_foreign_collection_are_refused(db):
+    import json
+
+    from pymilvus import MilvusClient
+
+    create(db).close()
+    client = MilvusClient(db)
+    meta = json.loads(client.describe_collection("siamtext")["properties"]["siamtext.meta"])
+    meta.update(format_version=meta["format_version"] + 1, siamtext_version="9.0")
+    client.alter_collection_properties("siamtext", properties={"siamtext.meta":
+                                                               json.dumps(meta)})
+    client.create_collection("theirs", dimension=4)
+    client.close()
+    with pytest.raises(ValueError, match=r"written by a newer siamtext \(9.0, format 2"):
+        Index.open(db, engine="milvus")
+    with pytest.raises(ValueError, match="'theirs'.* is not a siamtext collection"):
+        Index.open(db, engine="milvus", collection="theirs")
+
+
 def test_bad_locations_and_options(db, tmp_path):
     with pytest.raises(ValueError, match="server URI .* or a Milvus Lite file ending in .db"):
         create(str(tmp_path / "items"))
