@@ -18,6 +18,7 @@ SUBCOMMANDS = {
     "classify": "classify",
     "encode": "encode",
     "export": "export",
+    "serve": "serve",
 }
 
 

@@ -1,0 +1,90 @@
+"""The ASGI app factory: :func:`create_app`."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from siamtext.serve import errors, routes
+from siamtext.serve.metrics import Metrics, MetricsMiddleware
+from siamtext.serve.security import BodyLimitMiddleware, load_keys
+from siamtext.serve.service import IndexSource, IntentsSource, ModelSource, Service
+from siamtext.serve.settings import ServeSettings
+
+logger = logging.getLogger(__name__)
+
+
+def create_app(model: ModelSource, index: IndexSource = None, intents: IntentsSource = None,
+               settings: ServeSettings | None = None) -> FastAPI:
+    """A FastAPI app serving embeddings, duplicate checks and intents.
+
+    The model, index and intents load on a background thread when the app starts (its
+    lifespan), so ``GET /health`` answers at once and ``GET /ready`` says 503 until they are
+    there. Mount it in your own ASGI app, or run it with ``uvicorn`` / ``siamtext serve``.
+
+    Args:
+        model: A :class:`~siamtext.SiamText`, or a function returning one.
+        index: An open :class:`~siamtext.index.Index`, or its folder (created when missing),
+            for the ``/duplicates`` routes; ``None`` for none.
+        intents: An :class:`~siamtext.classify.IntentClassifier`, or its saved folder (an
+            empty classifier on ``model`` when missing, written there after each change), for
+            the ``/intents`` routes; ``None`` for none.
+        settings: Batching, limits, keys and CORS (:class:`ServeSettings`).
+
+    Returns:
+        The app; ``app.state.service`` holds what it serves.
+
+    Raises:
+        TypeError: For a ``settings`` that is not a :class:`ServeSettings`.
+        ValueError: For a bad key file (named).
+    """
+    settings = ServeSettings() if settings is None else settings
+    if not isinstance(settings, ServeSettings):
+        raise TypeError(f"settings must be a ServeSettings, got {type(settings).__name__}")
+    keys = load_keys(settings.api_keys) if settings.api_keys is not None else None
+    metrics = Metrics()
+    service = Service(model, index, intents, settings, metrics)
+    metrics.bind(service.queue_depth, service.index_items, service.intent_classes)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        loading = asyncio.get_running_loop().run_in_executor(None, service.load)
+        loading.add_done_callback(_mark_ready)
+        app.state.loading = loading
+        try:
+            yield
+        finally:
+            try:
+                await loading  # a shutdown during loading waits for it, then closes
+            except Exception:  # noqa: BLE001 - logged by Service.load
+                pass
+            await asyncio.to_thread(service.close)
+            metrics.ready.set(0)
+
+    def _mark_ready(future: asyncio.Future) -> None:
+        if not future.cancelled() and future.exception() is None:
+            metrics.ready.set(1)
+
+    import siamtext
+
+    app = FastAPI(title="siamtext serve", version=siamtext.__version__, lifespan=lifespan,
+                  description="Embeddings, duplicate checks and live intents.")
+    app.state.service = service
+    app.state.metrics = metrics
+    app.state.keys = keys
+    errors.install(app)
+    for module in routes.MODULES:
+        app.include_router(module.router)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    if settings.cors_origins:
+        from fastapi.middleware.cors import CORSMiddleware
+
+        app.add_middleware(CORSMiddleware, allow_origins=list(settings.cors_origins),
+                           allow_methods=["GET", "POST", "DELETE"],
+                           allow_headers=["Authorization", "Content-Type"])
+    app.add_middleware(MetricsMiddleware, metrics=metrics)
+    return app

@@ -1,0 +1,277 @@
+"""Dynamic batching: concurrent requests merged into model batches on one inference thread.
+
+A request's texts are tokenised by the caller and queued as one job. The inference thread
+takes the first job, waits up to ``max_wait_ms`` for others to join, then takes jobs in
+arrival order while their tokens fit ``max_batch_tokens`` and they number at most
+``max_batch_requests`` (the first job always goes, however long). The merged texts are sorted
+by length and embedded in forward passes of at most ``max_batch_tokens`` padded tokens, so
+padding stays small; each job gets its rows back in its own order. Jobs whose client went
+away (:meth:`Job.cancel`) are dropped before they reach the model.
+
+A text's embedding is the model's pooled output of its own tokens, whatever its batch
+neighbours (the attention mask hides the padding), so it equals ``model.encode`` of the same
+text up to float rounding.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+if TYPE_CHECKING:
+    from siamtext.model import SiamText
+
+logger = logging.getLogger(__name__)
+
+
+class QueueFullError(RuntimeError):
+    """The queue holds ``max_queue`` requests already."""
+
+
+class BatcherStoppedError(RuntimeError):
+    """The batcher is shutting down and takes no new requests."""
+
+
+@dataclass
+class Job:
+    """One request's texts, as token ids, waiting for the model."""
+
+    ids: list[list[int]]
+    future: asyncio.Future
+    loop: asyncio.AbstractEventLoop
+    enqueued: float = field(default_factory=time.perf_counter)
+    cancelled: bool = False
+
+    @property
+    def tokens(self) -> int:
+        return sum(len(x) for x in self.ids)
+
+    def cancel(self) -> None:
+        """Drop this job if it has not reached the model yet."""
+        self.cancelled = True
+
+    @property
+    def dropped(self) -> bool:
+        return self.cancelled or self.future.cancelled()
+
+
+@dataclass
+class BatchStats:
+    """What one batch was: for the metrics."""
+
+    requests: int
+    texts: int
+    tokens: int
+    queue_seconds: list[float]
+    inference_seconds: float
+
+
+class Batcher:
+    """Merge concurrent embedding requests into model batches on one worker thread.
+
+    Args:
+        model: The encoder.
+        max_batch_tokens: Token budget of a batch (and padded tokens per forward pass).
+        max_batch_requests: Most requests per batch.
+        max_wait_ms: How long the first request of a batch waits for company.
+        max_queue: Most waiting requests; :meth:`submit` raises :class:`QueueFullError`
+            beyond.
+        on_batch: Called on the worker thread after each batch with its
+            :class:`BatchStats`.
+        on_drop: Called on the worker thread with the number of jobs dropped.
+    """
+
+    def __init__(self, model: SiamText, *, max_batch_tokens: int = 16384,
+                 max_batch_requests: int = 64, max_wait_ms: float = 2.0, max_queue: int = 1024,
+                 on_batch: Callable[[BatchStats], None] | None = None,
+                 on_drop: Callable[[int], None] | None = None) -> None:
+        self.model = model
+        self.max_batch_tokens = max_batch_tokens
+        self.max_batch_requests = max_batch_requests
+        self.max_wait = max_wait_ms / 1000.0
+        self.max_queue = max_queue
+        self.on_batch = on_batch
+        self.on_drop = on_drop
+        self._queue: deque[Job] = deque()
+        self._cond = threading.Condition()
+        self._stopping = False
+        self._thread: threading.Thread | None = None
+
+    # ------------------------------------------------------------------ life
+    def start(self) -> None:
+        """Start the inference thread (once)."""
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="siamtext-inference",
+                                            daemon=True)
+            self._thread.start()
+
+    def stop(self, timeout: float | None = 30.0) -> None:
+        """Take no new jobs, finish the queued ones, and end the thread."""
+        with self._cond:
+            self._stopping = True
+            self._cond.notify_all()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            self._thread = None
+
+    @property
+    def depth(self) -> int:
+        """Requests waiting for the model."""
+        return len(self._queue)
+
+    # ------------------------------------------------------------------ requests
+    def tokenize(self, texts: Sequence[str]) -> list[list[int]]:
+        """Token ids of ``texts`` (truncated to the model's limit), as :meth:`submit` takes."""
+        return self.model.token_ids(list(texts)) if texts else []
+
+    def submit(self, ids: list[list[int]]) -> Job:
+        """Queue token ids; ``await job.future`` gives their ``(n, dim)`` pooled embeddings
+        (not normalised). Call from the event loop.
+
+        Raises:
+            QueueFullError: If ``max_queue`` requests wait already.
+            BatcherStoppedError: If the batcher is stopping.
+        """
+        loop = asyncio.get_running_loop()
+        job = Job(ids, loop.create_future(), loop)
+        with self._cond:
+            if self._stopping:
+                raise BatcherStoppedError("the server is shutting down")
+            if len(self._queue) >= self.max_queue:
+                raise QueueFullError(f"{len(self._queue)} requests are waiting already")
+            self._queue.append(job)
+            self._cond.notify()
+        return job
+
+    async def embed(self, ids: list[list[int]], normalize: bool = True) -> np.ndarray:
+        """Embed token ids through the queue: ``(n, dim)`` float32, normalised if asked.
+
+        A cancelled caller (its task cancelled) drops the job from the queue."""
+        if not ids:
+            return np.zeros((0, self.model.embedding_dim), dtype=np.float32)
+        job = self.submit(ids)
+        try:
+            emb = await job.future
+        except asyncio.CancelledError:
+            job.cancel()
+            raise
+        return normalize_rows(emb) if normalize else emb
+
+    # ------------------------------------------------------------------ worker
+    def _take(self) -> list[Job] | None:
+        """Wait for a batch of jobs; ``None`` when stopping with nothing queued."""
+        with self._cond:
+            while True:
+                self._drop_cancelled()
+                if self._queue:
+                    break
+                if self._stopping:
+                    return None
+                self._cond.wait()
+            deadline = self._queue[0].enqueued + self.max_wait
+            while not self._stopping:
+                self._drop_cancelled()
+                if not self._queue:
+                    return []
+                if (len(self._queue) >= self.max_batch_requests
+                        or sum(j.tokens for j in self._queue) >= self.max_batch_tokens):
+                    break
+                left = deadline - time.perf_counter()
+                if left <= 0:
+                    break
+                self._cond.wait(left)
+            batch: list[Job] = []
+            tokens = 0
+            while self._queue and len(batch) < self.max_batch_requests:
+                job = self._queue[0]
+                if batch and tokens + job.tokens > self.max_batch_tokens:
+                    break
+                self._queue.popleft()
+                if job.dropped:
+                    self._dropped(1)
+                    continue
+                batch.append(job)
+                tokens += job.tokens
+            return batch
+
+    def _drop_cancelled(self) -> None:
+        if any(j.dropped for j in self._queue):
+            kept = [j for j in self._queue if not j.dropped]
+            self._dropped(len(self._queue) - len(kept))
+            self._queue = deque(kept)
+
+    def _dropped(self, n: int) -> None:
+        if n and self.on_drop is not None:
+            self.on_drop(n)
+
+    def _run(self) -> None:
+        torch.set_grad_enabled(False)
+        while True:
+            batch = self._take()
+            if batch is None:
+                return
+            if not batch:
+                continue
+            start = time.perf_counter()
+            try:
+                results = self._forward([job.ids for job in batch])
+            except Exception as err:  # noqa: BLE001 - handed to every waiting request
+                logger.exception("inference failed on a batch of %d requests", len(batch))
+                for job in batch:
+                    job.loop.call_soon_threadsafe(_fail, job.future, err)
+                continue
+            elapsed = time.perf_counter() - start
+            for job, emb in zip(batch, results):
+                job.loop.call_soon_threadsafe(_resolve, job.future, emb)
+            if self.on_batch is not None:
+                self.on_batch(BatchStats(
+                    requests=len(batch), texts=sum(len(j.ids) for j in batch),
+                    tokens=sum(j.tokens for j in batch),
+                    queue_seconds=[start - j.enqueued for j in batch],
+                    inference_seconds=elapsed))
+
+    def _forward(self, jobs: list[list[list[int]]]) -> list[np.ndarray]:
+        """Pooled embeddings of every job's texts, in forward passes sorted by length."""
+        flat = [seq for ids in jobs for seq in ids]
+        order = sorted(range(len(flat)), key=lambda i: -len(flat[i]))
+        out = np.empty((len(flat), self.model.embedding_dim), dtype=np.float32)
+        start = 0
+        with torch.inference_mode():
+            while start < len(order):
+                longest = max(len(flat[order[start]]), 1)
+                size = max(1, min(len(order) - start, self.max_batch_tokens // longest))
+                index = order[start : start + size]
+                inputs = self.model.pad([flat[i] for i in index])
+                emb = self.model.embed(**inputs).float()
+                out[index] = emb.cpu().numpy()
+                start += size
+        results, row = [], 0
+        for ids in jobs:
+            results.append(out[row : row + len(ids)])
+            row += len(ids)
+        return results
+
+
+def _resolve(future: asyncio.Future, value: np.ndarray) -> None:
+    if not future.done():
+        future.set_result(value)
+
+
+def _fail(future: asyncio.Future, err: BaseException) -> None:
+    if not future.done():
+        future.set_exception(err)
+
+
+def normalize_rows(emb: np.ndarray) -> np.ndarray:
+    """L2-normalised rows (as ``torch.nn.functional.normalize``)."""
+    return F.normalize(torch.from_numpy(emb), p=2, dim=-1).numpy()

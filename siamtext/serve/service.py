@@ -1,0 +1,267 @@
+"""What an app serves: the model, the index and the intents, loaded in the background.
+
+:class:`Service` holds them and the batchers, says whether it is ready, and closes it all on
+shutdown (the batchers finish what is queued, then the index is closed, which writes its
+pending snapshot). Writes (to the index or the intents) go one at a time under
+:attr:`Service.write_lock`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Union
+
+import numpy as np
+
+from siamtext.serve.batcher import Batcher, normalize_rows
+from siamtext.serve.errors import ApiError
+from siamtext.serve.settings import ServeSettings
+
+if TYPE_CHECKING:
+    from siamtext.classify import IntentClassifier
+    from siamtext.index import Index
+    from siamtext.model import SiamText
+    from siamtext.serve.metrics import Metrics
+
+logger = logging.getLogger(__name__)
+
+ModelSource = Union["SiamText", Callable[[], "SiamText"]]
+IndexSource = Union["Index", str, Path, None]
+IntentsSource = Union["IntentClassifier", str, Path, None]
+
+
+class Service:
+    """The model, index and intents of one app, and the batchers in front of the encoders.
+
+    Args:
+        model: A :class:`~siamtext.SiamText`, or a function that loads one (called on a
+            background thread at startup, so that ``/health`` answers while it loads).
+        index: An open :class:`~siamtext.index.Index`, or a folder (opened with ``model``,
+            created when missing), or ``None`` for no duplicate routes.
+        intents: An :class:`~siamtext.classify.IntentClassifier`, or the folder of a saved one
+            (loaded; a missing folder starts an empty classifier on ``model``, written there
+            after each change), or ``None`` for no intent routes.
+        settings: The batching settings.
+        metrics: Where batches are counted.
+    """
+
+    def __init__(self, model: ModelSource, index: IndexSource, intents: IntentsSource,
+                 settings: ServeSettings, metrics: Metrics) -> None:
+        self._sources = (model, index, intents)
+        self.settings = settings
+        self.metrics = metrics
+        self.model: SiamText | None = None
+        self.index: Index | None = None
+        self.intents: IntentClassifier | None = None
+        self.intents_path: Path | None = None
+        self.has_index = index is not None
+        self.has_intents = intents is not None
+        self.ready = False
+        self.load_error: str | None = None
+        self.closed = False
+        self.write_lock = asyncio.Lock()
+        self._batchers: dict[int, Batcher] = {}
+        self._lock = threading.Lock()
+        #: Called (on the loading thread) when loading fails; ``siamtext serve`` stops then.
+        self.on_load_error: Callable[[], None] | None = None
+
+    # ------------------------------------------------------------------ life
+    def load(self) -> None:
+        """Load the model, open the index and the intents, start the batchers. Runs on a
+        worker thread; a failure is kept in :attr:`load_error` and raised."""
+        try:
+            self._load()
+        except BaseException as err:
+            self.load_error = f"{type(err).__name__}: {err}"
+            logger.error("loading failed: %s", self.load_error)
+            if self.on_load_error is not None:
+                self.on_load_error()
+            raise
+        self.ready = True
+
+    def _load(self) -> None:
+        from siamtext.model import SiamText
+
+        model, index, intents = self._sources
+        self.model = model if isinstance(model, SiamText) else model()
+        if not isinstance(self.model, SiamText):
+            raise TypeError(f"model must be a SiamText or return one, got "
+                            f"{type(self.model).__name__}")
+        self.batcher_for(self.model)
+        if index is not None:
+            self.index = self._open_index(index)
+        if intents is not None:
+            self.intents = self._open_intents(intents)
+            if self.intents.model is not None:
+                self.batcher_for(self.intents.model)
+
+    def _open_index(self, index: IndexSource) -> Index:
+        from siamtext.index import Index
+
+        if isinstance(index, Index):
+            return index
+        return Index.create(Path(index), self.model, exist_ok=True)
+
+    def _open_intents(self, intents: IntentsSource) -> IntentClassifier:
+        from siamtext.classify import IntentClassifier
+
+        if isinstance(intents, IntentClassifier):
+            return intents
+        path = Path(intents)
+        self.intents_path = path
+        if not path.exists():
+            return IntentClassifier(self.model)
+        clf = IntentClassifier.load(path)
+        if clf.model is not None and _same_encoder(clf.model, self.model):
+            clf.set_params(model=self.model)  # one copy of the weights, one batcher
+        return clf
+
+    def close(self) -> None:
+        """Finish the queued requests, stop the batchers, close the index."""
+        if self.closed:
+            return
+        self.closed = True
+        for batcher in list(self._batchers.values()):
+            batcher.stop()
+        if self.index is not None:
+            self.index.close()
+
+    # ------------------------------------------------------------------ use
+    def batcher_for(self, encoder: SiamText) -> Batcher:
+        """The batcher in front of ``encoder`` (one per encoder, started on first use)."""
+        with self._lock:
+            batcher = self._batchers.get(id(encoder))
+            if batcher is None:
+                s = self.settings
+                batcher = Batcher(encoder, max_batch_tokens=s.max_batch_tokens,
+                                  max_batch_requests=s.max_batch_requests,
+                                  max_wait_ms=s.max_wait_ms, max_queue=s.max_queue,
+                                  on_batch=self.metrics.on_batch, on_drop=self.metrics.on_drop)
+                batcher.start()
+                self._batchers[id(encoder)] = batcher
+            return batcher
+
+    def queue_depth(self) -> int:
+        return sum(b.depth for b in self._batchers.values())
+
+    def index_items(self) -> int:
+        try:
+            return len(self.index) if self.index is not None and not self.closed else 0
+        except Exception:  # noqa: BLE001 - a scrape never fails on this
+            return 0
+
+    def intent_classes(self) -> int:
+        clf = self.intents
+        return len(clf.classes_) if clf is not None and hasattr(clf, "classes_") else 0
+
+    def require_ready(self) -> None:
+        """Raise a 503 until everything is loaded."""
+        if not self.ready:
+            message = (f"the server failed to load: {self.load_error}" if self.load_error
+                       else "the model is still loading")
+            raise ApiError(503, message, None,
+                           {"Retry-After": str(self.settings.retry_after_s)})
+
+    def require_index(self) -> Index:
+        self.require_ready()
+        if self.index is None:
+            raise ApiError(404, "this server has no index: start it with --index PATH")
+        return self.index
+
+    def require_intents(self) -> IntentClassifier:
+        self.require_ready()
+        if self.intents is None:
+            raise ApiError(404, "this server has no intents: start it with --intents PATH")
+        return self.intents
+
+    def info(self) -> dict[str, Any]:
+        import siamtext
+
+        out: dict[str, Any] = {"version": siamtext.__version__, "ready": self.ready,
+                               "settings": self.settings.public()}
+        m = self.model
+        if m is not None:
+            out["model"] = {"name": self.model_name, "dim": m.embedding_dim,
+                            "backend": m.backend, "file_name": m.file_name,
+                            "max_seq_length": m.max_seq_length, "device": str(m.device)}
+        if self.index is not None:
+            out["index"] = {"items": self.index_items(), "dim": self.index.dim}
+        clf = self.intents
+        if clf is not None:
+            fitted = hasattr(clf, "classes_")
+            out["intents"] = {"classes": self.intent_classes(),
+                              "examples": int(clf.examples_.shape[0]) if fitted else 0,
+                              "mode": clf.mode, "threshold": clf.decision_threshold,
+                              "unknown_label": clf.unknown_label}
+        return out
+
+    @property
+    def model_name(self) -> str:
+        if self.settings.model_name:
+            return self.settings.model_name
+        return getattr(self.model, "model_name_or_path", None) or "siamtext"
+
+
+def _same_encoder(a: SiamText, b: SiamText) -> bool:
+    from siamtext.index import fingerprint as fp
+
+    return not fp.differences(fp.fingerprint(a), fp.fingerprint(b))
+
+
+async def embed_texts(service: Service, encoder: SiamText, texts: list[str], *,
+                      normalize: bool = True, receive: Callable | None = None
+                      ) -> tuple[np.ndarray, int]:
+    """Embed ``texts`` through the encoder's batcher: ``(embeddings, tokens)``.
+
+    With ``receive`` (the request's ASGI receive), a client that disconnects while queued is
+    dropped from the queue (answered 499, which no one reads).
+    """
+    import time
+
+    from siamtext.serve.batcher import BatcherStoppedError, QueueFullError
+
+    batcher = service.batcher_for(encoder)
+    start = time.perf_counter()
+    if sum(len(t) for t in texts) > 4096:  # a long tokenisation stays off the event loop
+        ids = await asyncio.to_thread(batcher.tokenize, texts)
+    else:
+        ids = batcher.tokenize(texts)
+    service.metrics.stage.labels("tokenize").observe(time.perf_counter() - start)
+    tokens = sum(len(x) for x in ids)
+    if not ids:
+        return np.zeros((0, encoder.embedding_dim), dtype=np.float32), 0
+    retry = {"Retry-After": str(service.settings.retry_after_s)}
+    try:
+        job = batcher.submit(ids)
+    except QueueFullError as err:
+        service.metrics.rejected.inc()
+        raise ApiError(429, f"the server is busy: {err}; retry later", None, retry) from None
+    except BatcherStoppedError as err:
+        raise ApiError(503, str(err), None, retry) from None
+    watch = asyncio.ensure_future(_disconnected(receive)) if receive is not None else None
+    try:
+        if watch is None:
+            emb = await job.future
+        else:
+            done, _ = await asyncio.wait({job.future, watch},
+                                         return_when=asyncio.FIRST_COMPLETED)
+            if job.future not in done:
+                job.cancel()
+                raise ApiError(499, "the client closed the request")
+            emb = job.future.result()
+    except asyncio.CancelledError:
+        job.cancel()
+        raise
+    finally:
+        if watch is not None:
+            watch.cancel()
+    return (normalize_rows(emb) if normalize else emb), tokens
+
+
+async def _disconnected(receive: Callable) -> None:
+    while (await receive())["type"] != "http.disconnect":
+        pass
