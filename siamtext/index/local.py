@@ -25,6 +25,7 @@ search catch up and run again.
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import json
 import logging
@@ -85,7 +86,7 @@ class LocalStore(Store):
         self.dim = int(self._settings["dim"])
         self.ivf_from, self.recall_target = ivf_from, recall_target
         self.snapshot_every, self.background = snapshot_every, background
-        self._rng = np.random.default_rng(seed)
+        self.seed = seed
         self._lock = threading.RLock()
         self._seq = -1  # the write number the in-memory structure reflects
         self._snap_seq = -1
@@ -113,9 +114,11 @@ class LocalStore(Store):
         try:  # all or nothing: a half-created collection never appears
             write_folder(folder, lambda tmp: rows_mod.create(tmp / rows_mod.FILE_NAME, meta),
                          keep_others=False)
-        except PermissionError as err:
-            raise PermissionError(f"cannot create a collection in {folder.parent}: {err}") \
-                from None
+        except OSError as err:
+            if err.errno not in (errno.EACCES, errno.EPERM, errno.EROFS):
+                raise
+            raise PermissionError(f"cannot create a collection in {folder.parent} "
+                                  f"({err.strerror})") from None
         return cls.open(location, writable=True, **options)
 
     @classmethod
@@ -184,8 +187,9 @@ class LocalStore(Store):
     def _build(self, conn: Any, count: int) -> Structure:
         """A new structure over every row, read in ``conn``'s current transaction."""
         if count >= self.ivf_from:
-            train = self.rows.sample(Structure.train_size(count), conn)
-            structure = Structure.ivf(train, count, seed=int(self._rng.integers(2**31)))
+            rng = np.random.default_rng(self.seed)  # the same rows give the same structure
+            train = self.rows.sample(Structure.train_size(count), rng, conn)
+            structure = Structure.ivf(train, count, seed=self.seed)
         else:
             structure = Structure.flat(self.dim)
         for ids, vecs in self.rows.changes(-1, conn):
@@ -193,7 +197,7 @@ class LocalStore(Store):
                 raise _Aborted
             if vecs is not None:
                 structure.add(ids, vecs)
-        structure.tune(self.recall_target, self._rng)
+        structure.tune(self.recall_target, np.random.default_rng(self.seed))
         return structure
 
     def _apply(self, structure: Structure, conn: Any, after: int) -> int:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import errno
 import json
+import os
 import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
@@ -43,12 +44,26 @@ _BUSY_MS = 30_000
 def connect(path: Path, writable: bool) -> sqlite3.Connection:
     """A connection to ``path`` (read-only unless ``writable``), in autocommit mode so that
     transactions are explicit."""
-    uri = f"file:{path}?mode={'rw' if writable else 'ro'}"
+    conn = _connect(f"file:{path}?mode={'rw' if writable else 'ro'}")
+    if writable:
+        conn.execute("PRAGMA synchronous=FULL")
+        return conn
+    try:
+        conn.execute("SELECT 1 FROM meta LIMIT 1").fetchall()
+    except sqlite3.OperationalError:
+        # WAL needs its -shm file beside the database; on a read-only medium, where no
+        # writer can exist either, SQLite reads the file as immutable instead
+        if os.access(path.parent, os.W_OK):
+            raise
+        conn.close()
+        conn = _connect(f"file:{path}?mode=ro&immutable=1")
+    return conn
+
+
+def _connect(uri: str) -> sqlite3.Connection:
     conn = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False,
                            timeout=_BUSY_MS / 1000)
     conn.execute(f"PRAGMA busy_timeout={_BUSY_MS}")
-    if writable:
-        conn.execute("PRAGMA synchronous=FULL")
     return conn
 
 
@@ -195,18 +210,18 @@ class Rows:
                    where: dict[str, Any] | None) -> Iterator[Item]:
         cols = "id, seq, text, label, metadata" + (", vector" if with_embeddings else "")
         clause, params = where_sql(where)
-        last = -(2**63) - 1
+        last, op = -(2**63), ">="
         conn = connect(self.path, False)  # its own: a generator may outlive a thread's turn
         try:
             while True:
                 batch = conn.execute(
-                    f"SELECT {cols} FROM items WHERE id > ? {clause} ORDER BY id LIMIT ?",
+                    f"SELECT {cols} FROM items WHERE id {op} ? {clause} ORDER BY id LIMIT ?",
                     (last, *params, batch_size)).fetchall()
                 if not batch:
                     return
                 for row in batch:
                     yield _item(row, with_embeddings)
-                last = batch[-1][0]
+                last, op = batch[-1][0], ">"
         finally:
             conn.close()
 
@@ -231,13 +246,20 @@ class Rows:
             vecs = np.frombuffer(b"".join(r[1] for r in batch), dtype=np.float32)
             yield ids, vecs.reshape(len(batch), -1)
 
-    def sample(self, n: int, conn: sqlite3.Connection | None = None) -> np.ndarray:
-        """Up to ``n`` stored vectors drawn at random (to train a search structure)."""
+    def sample(self, n: int, rng: np.random.Generator, conn: sqlite3.Connection | None = None
+               ) -> np.ndarray:
+        """Up to ``n`` stored vectors drawn by ``rng`` (to train a search structure): the
+        same rows and the same ``rng`` give the same sample."""
         conn = conn or self.reader()
-        rows = conn.execute("SELECT vector FROM items ORDER BY random() LIMIT ?", (n,))
-        blobs = [r[0] for r in rows]
-        if not blobs:
+        ids = np.fromiter((r[0] for r in conn.execute("SELECT id FROM items ORDER BY id")),
+                          dtype=np.int64)
+        if not len(ids):
             return np.zeros((0, 0), dtype=np.float32)
+        pick = np.sort(rng.choice(ids, size=min(n, len(ids)), replace=False))
+        blobs = []
+        for part in _chunks(pick):
+            blobs += [r[0] for r in conn.execute(
+                f"SELECT vector FROM items WHERE id IN ({_marks(part)}) ORDER BY id", part)]
         return np.frombuffer(b"".join(blobs), dtype=np.float32).reshape(len(blobs), -1)
 
 
