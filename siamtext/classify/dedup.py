@@ -13,8 +13,9 @@ import numpy as np
 import torch
 from sklearn.exceptions import NotFittedError
 
-from siamtext.classify import storage
+from siamtext.classify import candidates, storage
 from siamtext.classify.approximate import faiss_pairs
+from siamtext.classify.first_pass import texts_of
 from siamtext.classify.search import DEFAULT_BLOCK_SIZE, connected_groups, exact_pairs
 from siamtext.classify.threshold import (
     Calibration,
@@ -223,7 +224,7 @@ class DuplicateDetector(HubMixin):
                 threshold.
             show_progress: Progress bar; ``None``: on a terminal for long work.
             first_pass: A :class:`~siamtext.static.StaticEncoder` (``model.distill_static()``)
-                for a cascade (:func:`siamtext.classify.cascade.find_duplicates`): it proposes
+                for a cascade (:mod:`siamtext.classify.candidates`): it proposes
                 candidate pairs by static cosine (searched by ``method``), and the model
                 embeds only their texts and keeps those at or above the threshold. Needs
                 texts, and ``rerank_top`` and/or ``first_pass_threshold``; not ``top_k``.
@@ -244,10 +245,8 @@ class DuplicateDetector(HubMixin):
         check_choice(method, ("exact", "faiss"), "method")
         check_positive_int(block_size, "block_size")
         if first_pass is not None or rerank_top is not None or first_pass_threshold is not None:
-            from siamtext.classify import cascade
-
-            return cascade.find_duplicates(
-                self, corpus, threshold, first_pass=first_pass, rerank_top=rerank_top,
+            return self._find_by_cascade(
+                corpus, threshold, first_pass=first_pass, rerank_top=rerank_top,
                 first_pass_threshold=first_pass_threshold, top_k=top_k, method=method,
                 block_size=block_size, faiss_index=faiss_index, recall_target=recall_target,
                 show_progress=show_progress)
@@ -262,6 +261,29 @@ class DuplicateDetector(HubMixin):
         logger.info("find_duplicates: %d items, threshold %.4f, top_k %s: %d pairs in %d groups",
                     n, threshold, top_k, len(pairs), len(groups))
         return Duplicates(pairs, scores, groups, n)
+
+    def _find_by_cascade(self, corpus: object, threshold: float, *, first_pass: object,
+                         rerank_top: int | None, first_pass_threshold: float | None,
+                         top_k: int | None, method: str, block_size: int, faiss_index: str,
+                         recall_target: float, show_progress: bool | None) -> Duplicates:
+        """:meth:`find_duplicates` with a first pass (:mod:`siamtext.classify.candidates`):
+        static candidate pairs, kept when the model's similarity reaches ``threshold``. With
+        ``rerank_top >= len(corpus) - 1`` every pair is a candidate and the result is the
+        exact search's."""
+        first_pass_threshold = candidates.check_options(first_pass, rerank_top,
+                                                        first_pass_threshold, top_k)
+        texts = texts_of(corpus, "find_duplicates", "corpus")
+        model = self._require_model()
+        static = first_pass.encode(texts, convert_to="torch")
+        found = candidates.static_candidates(static, rerank_top, first_pass_threshold, method,
+                                             block_size, faiss_index, recall_target,
+                                             show_progress)
+        pairs, scores = candidates.rerank(model, texts, found, threshold, self.batch_size)
+        groups = connected_groups(pairs, len(texts))
+        logger.info("find_duplicates with a first pass: %d items, %d candidate pairs over %d "
+                    "texts, threshold %.4f: %d pairs in %d groups", len(texts), len(found),
+                    len(np.unique(found)), threshold, len(pairs), len(groups))
+        return Duplicates(pairs, scores, groups, len(texts))
 
     def _corpus_embeddings(self, corpus: object) -> torch.Tensor:
         device = self.model.device if self.model is not None else torch.device("cpu")

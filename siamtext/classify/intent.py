@@ -5,6 +5,14 @@ class with one matrix product (prototype mode: the normalised mean of each class
 every example; logistic mode: a logistic-regression head fitted on the examples), so classes
 can number in the tens of thousands, have one example each, and be added or removed without
 retraining the encoder.
+
+The estimator composes parts that know nothing of it: the stored classes are a
+:class:`~siamtext.classify.examples.ClassState` snapshot, scored by
+:mod:`~siamtext.classify.scoring`, rejected by :mod:`~siamtext.classify.rejection`, shortlisted
+and gated by :mod:`~siamtext.classify.first_pass` (a cascade), and saved by
+:mod:`~siamtext.classify.intent_folder`. Its query methods (predict, fit_threshold...) live in
+:mod:`~siamtext.classify.intent_answers`; this module has the parameters, fitting, editing
+and persistence.
 """
 
 from __future__ import annotations
@@ -13,46 +21,31 @@ import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import numpy as np
 import torch
-import torch.nn.functional as F
 from sklearn.base import BaseEstimator, ClassifierMixin
-from sklearn.exceptions import NotFittedError
 
-from siamtext.classify import cascade, logistic, rejection, scoring, storage
+from siamtext.classify import examples as ex
+from siamtext.classify import first_pass as fp
+from siamtext.classify import inputs, intent_folder, logistic, storage
+from siamtext.classify.intent_answers import IntentAnswers
+from siamtext.classify.intent_folder import CONFIG_NAME, TENSORS_NAME  # noqa: F401
 from siamtext.classify.scoring import Mode
-from siamtext.classify.search import single_thread
 from siamtext.classify.threshold import check_similarity_threshold
 from siamtext.hub import HubMixin
-from siamtext.model_card import MODEL_ID_PLACEHOLDER
-from siamtext.validation import check_choice, check_positive_int, check_texts
+from siamtext.validation import check_choice, check_positive_int
 
 if TYPE_CHECKING:
-    from matplotlib.figure import Figure
-
     from siamtext.model import SiamText
     from siamtext.static import StaticEncoder
 
-CONFIG_NAME = "intent_classifier.json"
-TENSORS_NAME = "intent_classifier.safetensors"
-_QUERY_CHUNK = 1024
-# Held while the stored classes change (fit, add_examples, remove_class) and while queries are
-# scored against them, so a query sees the state before an edit or after it, never a class
-# half added. Queries are embedded outside it. One lock for every classifier.
-_STATE_LOCK = threading.RLock()
+# Held while an edit (fit, add_examples, remove_class) builds the next snapshot from the
+# current one, so two edits never lose one another. Queries take no lock: they score the
+# snapshot they took. One lock for every classifier (an estimator holds no lock of its own:
+# it is cloned and copied).
+_EDIT_LOCK = threading.RLock()
 
 
-_USAGE = f"""```python
-from huggingface_hub import snapshot_download
-from siamtext.classify import IntentClassifier
-
-folder = snapshot_download("{MODEL_ID_PLACEHOLDER}")
-classifier = IntentClassifier.load(folder)
-classifier.predict(["I lost my card"])
-```"""
-
-
-class IntentClassifier(HubMixin, ClassifierMixin, BaseEstimator):
+class IntentClassifier(IntentAnswers, HubMixin, ClassifierMixin, BaseEstimator):
     """Many-class, few-shot intent classifier with out-of-scope rejection.
 
     A scikit-learn estimator. :meth:`fit` embeds and stores the examples. A query gets the
@@ -108,6 +101,11 @@ class IntentClassifier(HubMixin, ClassifierMixin, BaseEstimator):
         head_: Logistic mode: the :class:`~siamtext.classify.logistic.LogisticHead`
             (``head_.info`` says how ``C`` was chosen and how long the last fit took).
         C_: Logistic mode: the ``C`` the head was fitted with.
+        first_pass_examples_: With ``first_pass``: ``(n_examples, static_dim)`` static
+            embeddings of the examples (``first_pass_prototypes_``: their class means).
+        state_: The :class:`~siamtext.classify.examples.ClassState` all of the above are read
+            from: one immutable snapshot, replaced whole by every edit, so a query is scored
+            against one state even while another thread edits.
 
     Example:
         >>> clf = IntentClassifier(SiamText()).fit(texts, labels)
@@ -157,52 +155,53 @@ class IntentClassifier(HubMixin, ClassifierMixin, BaseEstimator):
         if self.threshold is not None:
             check_similarity_threshold(self.threshold, "threshold")
         storage.json_label(self.unknown_label, "unknown_label")
-        cascade.check_params(self)
+        fp.check_params(self.first_pass, self.rerank_top, self.first_pass_margin)
 
-    def _check_fitted(self) -> None:
-        if not hasattr(self, "examples_"):
-            raise NotFittedError("This IntentClassifier is not fitted yet; call fit(texts, "
-                                 "labels) or add_examples(texts, label) first.")
+    # the fitted attributes of scikit-learn's contract, read from the snapshot (NotFittedError
+    # is an AttributeError: hasattr() is False before fit)
+    classes_ = property(lambda self: self._state().classes)
+    examples_ = property(lambda self: self._state().examples)
+    example_classes_ = property(lambda self: self._state().example_classes)
+    prototypes_ = property(lambda self: self._state().prototypes)
+    n_features_in_ = property(lambda self: self._state().dim)
 
     @property
-    def device(self) -> torch.device:
-        return self.model.device if self.model is not None else torch.device("cpu")
+    def head_(self) -> logistic.LogisticHead:
+        head = self._state().head
+        if head is None:
+            raise AttributeError("head_: only a logistic-mode classifier has a head")
+        return head
 
-    def _embed(self, X: object, name: str = "X") -> torch.Tensor:
-        """Normalised ``(n, dim)`` embeddings of texts or of precomputed vectors."""
-        if isinstance(X, np.ndarray):
-            X = X.tolist() if X.dtype.kind in "UO" else torch.from_numpy(
-                np.asarray(X, dtype=np.float32))
-        if isinstance(X, torch.Tensor):
-            if X.ndim != 2:
-                raise ValueError(f"{name} embeddings must be 2-D (n, dim), got shape "
-                                 f"{tuple(X.shape)}")
-            emb = X.to(self.device, torch.float32)
-        else:
-            texts = check_texts(X, name)
-            if self.model is None:
-                raise ValueError(f"{name} holds texts but this IntentClassifier has no model; "
-                                 "pass embeddings or build it with IntentClassifier(SiamText())")
-            if not texts:
-                return torch.zeros((0, self.model.embedding_dim), device=self.device)
-            emb = self.model.encode(texts, batch_size=self.batch_size, convert_to="torch")
-        if not bool(torch.isfinite(emb).all()):
-            row = int((~torch.isfinite(emb)).any(dim=1).nonzero()[0])
-            raise ValueError(f"{name} embeddings hold NaN or infinite values (row {row})")
-        dim = self.examples_.shape[1] if hasattr(self, "examples_") else None
-        if dim is not None and emb.shape[1] != dim:
-            raise ValueError(f"{name} has dimension {emb.shape[1]}, the stored examples have "
-                             f"{dim}")
-        with single_thread(emb.device):
-            return F.normalize(emb.float(), p=2, dim=-1)
+    @property
+    def C_(self) -> float:
+        return self.head_.C
 
-    def _labels(self, y: object, n: int, name: str = "y") -> list[str | int]:
-        labels = [storage.json_label(v, name) for v in np.asarray(y, dtype=object).ravel()]
-        if len(labels) != n:
-            raise ValueError(f"X and {name} must have the same length, got {n} and {len(labels)}")
-        if len({type(v) for v in labels}) > 1:
-            raise TypeError(f"{name} mixes strings and integers; use one type")
-        return labels
+    @property
+    def first_pass_examples_(self) -> torch.Tensor:
+        return self._static_state().examples
+
+    @property
+    def first_pass_prototypes_(self) -> torch.Tensor:
+        return self._static_state().prototypes
+
+    def _static_state(self) -> ex.StaticExamples:
+        static = self._state().static
+        if static is None:
+            raise AttributeError("this IntentClassifier keeps no static embeddings (it was "
+                                 "fitted without a first_pass)")
+        return static
+
+    def _static_examples(self, X: object, append: bool) -> torch.Tensor | None:
+        """Static embeddings of new examples (``None`` without a first pass); checks that
+        appending them is possible, before anything changes."""
+        if self.first_pass is None:
+            return None
+        fp.check_first_pass(self.first_pass, self.rerank_top)
+        if append and self._state().static is None:
+            raise ValueError("this IntentClassifier was fitted without its first_pass, so the "
+                             "static embeddings of its examples are missing: call fit(texts, "
+                             "labels) again")
+        return fp.embed(self.first_pass, fp.texts_of(X, "fit"))
 
     # ------------------------------------------------------------------ fit
     def fit(self, X: object, y: object) -> IntentClassifier:
@@ -219,274 +218,40 @@ class IntentClassifier(HubMixin, ClassifierMixin, BaseEstimator):
             ValueError: On an empty input, differing lengths, or ``unknown_label`` in ``y``.
         """
         self._check_params()
-        if isinstance(X, (list, tuple)) and not X or getattr(X, "shape", (1,))[0] == 0:
+        if inputs.is_empty(X):
             raise ValueError("X must hold at least one example, got none")
-        emb = self._embed(X)
+        emb = inputs.embed(X, self.model, batch_size=self.batch_size, device=self.device)
         labels = self._labels(y, emb.shape[0])
         if self.unknown_label in labels:
             raise ValueError(f"y contains unknown_label={self.unknown_label!r}; out-of-scope "
                              "examples belong in fit_threshold, not fit")
-        classes, inverse = np.unique(np.asarray(labels), return_inverse=True)
-        owners = torch.as_tensor(inverse, device=emb.device)
-        head = (logistic.fit_head(emb, owners, classes, C=self.C,
-                                  class_weight=self.class_weight)
+        state = ex.from_labels(emb, labels, static=self._static_examples(X, append=False))
+        head = (logistic.fit_head(state.examples, state.example_classes, state.classes,
+                                  C=self.C, class_weight=self.class_weight)
                 if self.mode == "logistic" else None)
-        static = cascade.embed_examples(self, X, append=False)
-        with _STATE_LOCK:
-            self._set_state(classes, emb, owners, head=head)
-            cascade.store_examples(self, static)
+        with _EDIT_LOCK:
+            self.state_ = state.with_head(head)
             for name in ("threshold_", "threshold_info_", "first_pass_margin_",
                          "first_pass_info_"):
                 self.__dict__.pop(name, None)
         return self
 
-    def _refit_head(self, classes: np.ndarray, examples: torch.Tensor,
-                    example_classes: torch.Tensor) -> logistic.LogisticHead | None:
-        """Logistic mode: the head for an edited state, refitted with the ``C`` in use."""
+    def _with_head(self, state: ex.ClassState) -> ex.ClassState:
+        """Logistic mode: ``state`` with its head refitted by the ``C`` in use (the fitted
+        one, else ``C``, else :data:`~siamtext.classify.logistic.DEFAULT_C`)."""
         if self.mode != "logistic":
-            return None
-        head = getattr(self, "head_", None)
+            return state
+        current = self.__dict__.get("state_")
+        head = None if current is None else current.head
         C = head.C if head is not None else (self.C or logistic.DEFAULT_C)
-        return logistic.fit_head(examples, example_classes, classes, C=C,
-                                 class_weight=self.class_weight)
-
-    def _set_state(self, classes: np.ndarray, examples: torch.Tensor,
-                   example_classes: torch.Tensor, prototypes: torch.Tensor | None = None,
-                   head: logistic.LogisticHead | None = None) -> None:
-        if prototypes is None:
-            sums = torch.zeros((len(classes), examples.shape[1]), device=examples.device)
-            sums.index_add_(0, example_classes, examples)
-            prototypes = F.normalize(sums, p=2, dim=-1)
-        self.classes_ = classes
-        self.examples_ = examples
-        self.example_classes_ = example_classes
-        self.prototypes_ = prototypes
-        self.n_features_in_ = examples.shape[1]
-        if head is not None:
-            self.head_ = head
-            self.C_ = head.C
-
-    # ------------------------------------------------------------------ scoring
-    def _scores(self, emb: torch.Tensor, proba: bool = True,
-                allowed: torch.Tensor | cascade.StaticQueries | None = None
-                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Scores of normalised query embeddings, in chunks of queries (only among the
-        classes ``allowed`` ``(n, n_classes)`` bool marks, when given: a static shortlist is
-        made here, against the state being scored). Each chunk is scored by
-        :func:`siamtext.classify.scoring.score`.
-
-        Returns:
-            ``proba`` ``(n, n_classes)`` (empty when ``proba=False``), the best similarity
-            ``(n,)`` and the predicted class index ``(n,)``.
-        """
-        probas, bests, preds = [], [], []
-        t = float(self.temperature)
-        n_classes = len(self.classes_)
-        allowed = cascade.resolve_shortlist(self, allowed)
-        with torch.inference_mode():
-            for a in range(0, emb.shape[0], _QUERY_CHUNK):
-                ok = None if allowed is None else allowed[a : a + _QUERY_CHUNK]
-                p, best, pred = scoring.score(
-                    self.mode, emb[a : a + _QUERY_CHUNK], n_classes=n_classes,
-                    prototypes=self.prototypes_, examples=self.examples_,
-                    example_classes=self.example_classes_,
-                    head=self.head_ if self.mode == "logistic" else None,
-                    n_neighbors=self.n_neighbors, temperature=t, proba=proba, ok=ok)
-                if p is not None:
-                    probas.append(p)
-                bests.append(best)
-                preds.append(pred)
-        if not bests:
-            return (torch.zeros((0, n_classes)), torch.zeros((0,)),
-                    torch.zeros((0,), dtype=torch.long))
-        out = torch.cat(probas) if probas else torch.zeros((0, n_classes))
-        return out, torch.cat(bests), torch.cat(preds)
-
-    @property
-    def decision_threshold(self) -> float | None:
-        """The rejection threshold in use (fitted, else given, else ``None``)."""
-        fitted = getattr(self, "threshold_", None)
-        return fitted if fitted is not None else self.threshold
-
-    @property
-    def first_pass_gate(self) -> float | None:
-        """The static margin gate in use (fitted, else given, else ``None``: never)."""
-        fitted = getattr(self, "first_pass_margin_", None)
-        return fitted if fitted is not None else self.first_pass_margin
-
-    def predict_proba(self, X: object) -> np.ndarray:
-        """Class probabilities ``(n, n_classes)``, columns in ``classes_`` order (no
-        out-of-scope column: rejection is a threshold on :meth:`similarity`)."""
-        self._check_fitted()
-        allowed = cascade.shortlist(self, X)
-        emb = self._embed(X)
-        with _STATE_LOCK:
-            return self._scores(emb, allowed=allowed)[0].cpu().numpy()
-
-    def similarity(self, X: object) -> np.ndarray:
-        """Best cosine similarity of each input to the stored classes ``(n,)``."""
-        self._check_fitted()
-        allowed = cascade.shortlist(self, X)
-        emb = self._embed(X)
-        with _STATE_LOCK:
-            return self._scores(emb, proba=False, allowed=allowed)[1].cpu().numpy()
-
-    def predict(self, X: object) -> np.ndarray:
-        """The most likely label of each input, or ``unknown_label`` when rejected.
-
-        With a ``first_pass``: the cascade's answer (:func:`siamtext.classify.cascade.predict`).
-        """
-        self._check_fitted()
-        if self.first_pass is not None:
-            return cascade.predict(self, X)
-        emb = self._embed(X)
-        with _STATE_LOCK:
-            _, best, pred = self._scores(emb, proba=False)
-            return self._decide(pred.cpu().numpy(), best.cpu().numpy())
-
-    def _decide(self, idx: np.ndarray, best: np.ndarray) -> np.ndarray:
-        labels = self.classes_[idx]
-        threshold = self.decision_threshold
-        if threshold is None:
-            return labels
-        rejected = best < threshold
-        if not rejected.any():
-            return labels
-        out = labels.astype(object)
-        out[rejected] = self.unknown_label
-        same_type = all(type(v) is type(self.unknown_label) for v in self.classes_.tolist())
-        return np.asarray(out.tolist()) if same_type else out
-
-    def top_k(self, X: object, k: int = 5) -> tuple[np.ndarray, np.ndarray]:
-        """The ``k`` most likely labels of each input and their probabilities.
-
-        Returns:
-            ``labels`` ``(n, k)`` and ``probabilities`` ``(n, k)``, best first.
-        """
-        check_positive_int(k, "k")
-        self._check_fitted()
-        allowed = cascade.shortlist(self, X)
-        emb = self._embed(X)
-        with _STATE_LOCK:
-            proba = self._scores(emb, allowed=allowed)[0]
-            classes = self.classes_
-        vals, idx = torch.topk(proba, min(k, proba.shape[1]), dim=1)
-        return classes[idx.cpu().numpy()], vals.cpu().numpy()
-
-    def _answer_block(self, texts: list[str], emb: torch.Tensor, k: int
-                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """:meth:`predict`, :meth:`similarity` and :meth:`top_k` of ``texts`` whose model
-        embeddings ``emb`` are already made, from one scoring of one state (the rows of
-        :func:`siamtext.corpus.classify_file`). With a ``first_pass``, the labels are the
-        cascade's and the scores are among its shortlist, as those methods give them.
-
-        Returns:
-            ``labels (n,)``, ``similarity (n,)``, ``top labels (n, k)``, ``top
-            probabilities (n, k)``.
-        """
-        emb = self._embed(emb)
-        allowed = cascade.shortlist(self, texts)
-        queries = None
-        if self.first_pass is not None:  # the static embeddings, made once
-            queries = allowed if allowed is not None else cascade.static_queries(self, texts)
-        with _STATE_LOCK:
-            proba, best, pred = self._scores(emb, allowed=allowed)
-            idx, sims = pred.cpu().numpy(), best.cpu().numpy()
-            if queries is not None:
-                labels = self._decide(*cascade.gated(self, queries, idx, sims))
-            else:
-                labels = self._decide(idx, sims)
-            classes = self.classes_
-        vals, top = torch.topk(proba, min(k, proba.shape[1]), dim=1)
-        return labels, sims, classes[top.cpu().numpy()], vals.cpu().numpy()
-
-    # ------------------------------------------------------------------ rejection
-    def fit_threshold(self, X: object, y: object = None, *,
-                      target_recall: float | None = None) -> IntentClassifier:
-        """Fit the out-of-scope threshold on validation data (not the stored examples).
-
-        Two ways:
-
-        * ``target_recall`` given: the highest threshold that still accepts at least that
-          share of the in-scope inputs (``y`` optional; entries equal to ``unknown_label``
-          are ignored).
-        * otherwise ``y`` must include ``unknown_label`` examples: the threshold maximises
-          accuracy, where an in-scope input counts as right when it is accepted and
-          classified correctly and an out-of-scope one when it is rejected.
-
-        Returns:
-            self, with ``threshold_`` and ``threshold_info_`` set. Nothing changes on error.
-        """
-        self._check_fitted()
-        if target_recall is not None and (isinstance(target_recall, bool) or not isinstance(
-                target_recall, (int, float)) or not 0.0 < target_recall <= 1.0):
-            raise ValueError(f"target_recall must be a number in (0, 1], got {target_recall!r}")
-        if target_recall is None and y is None:
-            raise ValueError("fit_threshold needs labels y that include unknown_label "
-                             "examples, or target_recall=...")
-        allowed = cascade.shortlist(self, X)
-        emb = self._embed(X)
-        if emb.shape[0] == 0:
-            raise ValueError("X must hold at least one validation example, got none")
-        labels = None if y is None else self._labels(y, emb.shape[0])
-        oos = (np.zeros(emb.shape[0], dtype=bool) if labels is None
-               else np.array([v == self.unknown_label for v in labels]))
-        if labels is not None:
-            known = set(self.classes_.tolist())
-            strange = sorted({v for v in labels if v != self.unknown_label and v not in known},
-                             key=str)
-            if strange:
-                raise ValueError(f"y has labels that are neither stored classes nor "
-                                 f"unknown_label={self.unknown_label!r} (removed with "
-                                 f"remove_class, or never added?): {strange[:5]}")
-        with _STATE_LOCK:
-            _, best_t, pred_t = self._scores(emb, proba=False, allowed=allowed)
-            classes = self.classes_
-        best = best_t.cpu().numpy().astype(np.float64)
-        if target_recall is not None:
-            if oos.all():
-                raise ValueError("target_recall needs in-scope examples in X, got none")
-            t, recall = rejection.threshold_for_recall(best[~oos], target_recall)
-            info = {"method": "target_recall", "target_recall": float(target_recall),
-                    "in_scope_recall": recall}
-        else:
-            if not oos.any() or oos.all():
-                raise ValueError("y must include both in-scope examples and out-of-scope ones "
-                                 f"labelled unknown_label={self.unknown_label!r}")
-            pred = classes[pred_t.cpu().numpy()]
-            right = np.array([not o and p == v for o, p, v in zip(oos, pred.tolist(), labels)])
-            t, accuracy = rejection.threshold_for_accuracy(best, right, oos)
-            info = {"method": "accuracy", "accuracy": accuracy}
-        self.threshold_ = t
-        self.threshold_info_ = info
-        return self
-
-    def fit_first_pass(self, X: object, y: object = None, *,
-                       max_disagreement: float = 0.005) -> IntentClassifier:
-        """Fit the first pass's confidence gate on validation data (not the stored examples,
-        nor the data you report on).
-
-        ``first_pass_margin_`` becomes the smallest static margin at which the static answers
-        it lets through disagree with the transformer's (its full decision, out-of-scope
-        rejection included) on at most ``max_disagreement`` of the validation queries. Fit
-        it after :meth:`fit_threshold`.
-
-        Args:
-            X: Validation texts.
-            y: Their labels (optional): only adds accuracies to ``first_pass_info_``.
-            max_disagreement: Share of ``X`` the gate may answer differently from the
-                transformer, in [0, 1).
-
-        Returns:
-            self, with ``first_pass_margin_`` and ``first_pass_info_`` (``static_share``: the
-            share of ``X`` answered by the static model alone) set.
-        """
-        self._check_fitted()
-        return cascade.fit_gate(self, X, y, max_disagreement)
+        return state.with_head(logistic.fit_head(state.examples, state.example_classes,
+                                                 state.classes, C=C,
+                                                 class_weight=self.class_weight))
 
     # ------------------------------------------------------------------ editing
     def add_examples(self, X: object, label: str | int) -> IntentClassifier:
-        """Add examples to a class, or a new class, at once; nothing is retrained.
+        """Add examples to a class, or a new class, at once; nothing is retrained (logistic
+        mode refits its head with the ``C`` in use).
 
         Args:
             X: Texts (a string or a list) or ``(n, dim)`` embeddings.
@@ -498,201 +263,50 @@ class IntentClassifier(HubMixin, ClassifierMixin, BaseEstimator):
         label = storage.json_label(label, "label")
         if label == self.unknown_label:
             raise ValueError(f"label must differ from unknown_label={self.unknown_label!r}")
-        fitted = hasattr(self, "examples_")
-        if not fitted:
+        state = self.__dict__.get("state_")
+        if state is None:
             self._check_params()
-        elif type(label) is not type(self.classes_.tolist()[0]):
-            raise TypeError(f"label must be a {type(self.classes_.tolist()[0]).__name__} like "
+        elif type(label) is not type(state.labels[0]):
+            raise TypeError(f"label must be a {type(state.labels[0]).__name__} like "
                             f"the stored classes, got {type(label).__name__} {label!r}")
         emb = self._embed(X)
         if emb.shape[0] == 0:
             raise ValueError("X must hold at least one example, got none")
-        static = cascade.embed_examples(self, X, append=fitted)
-        with _STATE_LOCK:
-            return self._add_embedded(emb, label, static)
-
-    def _add_embedded(self, emb: torch.Tensor, label: str | int, static: object
-                      ) -> IntentClassifier:
-        """Store embedded examples under ``label``; the caller holds ``_STATE_LOCK``."""
-        fitted = hasattr(self, "examples_")
-        if not fitted:
-            classes = np.asarray([label])
-            owners = torch.zeros(emb.shape[0], dtype=torch.long, device=emb.device)
-            self._set_state(classes, emb, owners, head=self._refit_head(classes, emb, owners))
-            cascade.store_examples(self, static)
-            return self
-        classes = self.classes_.tolist()
-        examples = torch.cat([self.examples_, emb])
-        if label in classes:
-            c = classes.index(label)
-            new_classes = self.classes_
-            prototypes = self.prototypes_.clone()
-        else:
-            c = len(classes)
-            new_classes = np.asarray(classes + [label])
-            prototypes = torch.cat([self.prototypes_, emb[:1]])
-        example_classes = torch.cat([self.example_classes_, torch.full(
-            (emb.shape[0],), c, dtype=torch.long, device=emb.device)])
-        # only this class's prototype changes
-        prototypes[c] = F.normalize(examples[example_classes == c].sum(dim=0), p=2, dim=-1)
-        head = self._refit_head(new_classes, examples, example_classes)
-        self._set_state(new_classes, examples, example_classes, prototypes, head=head)
-        cascade.store_examples(self, static, append=True)
+        static = self._static_examples(X, append=state is not None)
+        with _EDIT_LOCK:
+            current = self.__dict__.get("state_")
+            self.state_ = self._with_head(ex.with_examples(current, emb, label, static=static))
         return self
 
     def remove_class(self, label: str | int) -> IntentClassifier:
-        """Forget a class and its examples.
+        """Forget a class and its examples (logistic mode refits its head).
 
         Raises:
             ValueError: If ``label`` is not a stored class, or is the only one.
         """
         self._check_fitted()
-        with _STATE_LOCK:
-            return self._remove_class(label)
-
-    def _remove_class(self, label: str | int) -> IntentClassifier:
-        classes = self.classes_.tolist()
-        if label not in classes:
-            raise ValueError(f"label {label!r} is not a stored class ({len(classes)} classes, "
-                             f"e.g. {classes[:5]})")
-        if len(classes) == 1:
-            raise ValueError(f"cannot remove {label!r}: it is the only class")
-        c = classes.index(label)
-        keep = self.example_classes_ != c
-        example_classes = self.example_classes_[keep]
-        example_classes = example_classes - (example_classes > c).long()
-        new_classes = np.asarray(classes[:c] + classes[c + 1 :])
-        examples = self.examples_[keep]
-        head = self._refit_head(new_classes, examples, example_classes)
-        self._set_state(new_classes, examples, example_classes, head=head)
-        cascade.store_examples(self, None, keep=keep)
+        with _EDIT_LOCK:
+            self.state_ = self._with_head(ex.without_class(self._state(), label))
         return self
-
-    # ------------------------------------------------------------------ plot
-    def plot_confusions(self, texts: object, labels: object, top: int = 20,
-                        **kwargs: object) -> Figure:
-        """The ``top`` most confused ``true -> predicted`` class pairs on labelled data, as
-        bars. Directions count apart (an ``a`` taken for ``b`` is not a ``b`` taken for
-        ``a``); rejected inputs count as taken for ``unknown_label``. Needs
-        ``pip install 'siamtext[plot]'``.
-
-        Args:
-            texts: Texts (or embeddings), as for :meth:`predict`.
-            labels: Their true labels.
-            top: How many pairs to show.
-            **kwargs: Passed to :func:`siamtext.plot.confusion_pairs_figure` (``title``,
-                ``figsize``, ``dpi``).
-
-        Returns:
-            A matplotlib ``Figure``.
-        """
-        from siamtext.plot import confusion_pairs, confusion_pairs_figure, require_matplotlib
-
-        check_positive_int(top, "top")
-        self._check_fitted()
-        require_matplotlib("IntentClassifier.plot_confusions()")
-        gold = self._labels(labels, len(texts), "labels")
-        pairs, counts = confusion_pairs(gold, self.predict(texts))
-        return confusion_pairs_figure(pairs, counts, top=top, **kwargs)
 
     # ------------------------------------------------------------------ persistence
     def save(self, folder: str | Path) -> Path:
         """Write a self-contained folder: ``encoder/``, the examples in safetensors and the
-        labels, settings and threshold in JSON. An existing folder is replaced only once
-        the new one is complete."""
-        from safetensors.torch import save_file
-
-        import siamtext
-
-        self._check_fitted()
-        with _STATE_LOCK:  # the classes, the examples and the head of one state
-            classes, examples, example_classes = (self.classes_, self.examples_,
-                                                  self.example_classes_)
-            head = getattr(self, "head_", None) if self.mode == "logistic" else None
-        payload = {
-            "kind": "IntentClassifier", "format_version": storage.FORMAT_VERSION,
-            "siamtext_version": siamtext.__version__,
-            "params": {"mode": self.mode, "n_neighbors": self.n_neighbors,
-                       "temperature": self.temperature, "threshold": self.threshold,
-                       "unknown_label": self.unknown_label, "batch_size": self.batch_size,
-                       "C": self.C, "class_weight": self.class_weight},
-            "classes": classes.tolist(),
-            "threshold_": getattr(self, "threshold_", None),
-            "threshold_info_": getattr(self, "threshold_info_", None),
-        }
-        tensors = {"examples": examples.detach().cpu().contiguous(),
-                   "example_classes": example_classes.detach().cpu().contiguous()}
-        if head is not None:
-            payload["head_"] = {"C": head.C, "info": head.info}
-            tensors.update(logistic.tensors(head))
-        first_pass, first_pass_tensors = cascade.state(self)  # a static model beside
-        payload.update(first_pass)
-        tensors.update(first_pass_tensors)
-
-        def write(tmp: Path) -> None:
-            storage.save_encoder(self.model, tmp, kind="IntentClassifier", usage=_USAGE)
-            cascade.save(self, tmp)
-            save_file(tensors, str(tmp / TENSORS_NAME))
-            storage.write_json(tmp / CONFIG_NAME, payload)
-
-        return storage.save_folder(folder, write)
+        labels, settings and threshold in JSON (:mod:`siamtext.classify.intent_folder`). An
+        existing folder is replaced only once the new one is complete."""
+        state = self._state()  # the classes, the examples and the head of one snapshot
+        fitted = {name: getattr(self, name, None) for name in (
+            "threshold_", "threshold_info_", "first_pass_margin_", "first_pass_info_")}
+        return intent_folder.save(folder, model=self.model, first_pass=self.first_pass,
+                                  params=self.get_params(deep=False), state=state,
+                                  fitted=fitted)
 
     @classmethod
     def load(cls, folder: str | Path, **model_kwargs) -> IntentClassifier:
         """Load a folder written by :meth:`save`; ``model_kwargs`` go to ``SiamText``."""
-        payload = storage.read_json(folder, CONFIG_NAME, "IntentClassifier")
-        path = Path(folder) / TENSORS_NAME
-        if not path.is_file():
-            raise FileNotFoundError(f"{folder} is not a saved IntentClassifier: "
-                                    f"{TENSORS_NAME} is missing")
-        tensors = storage.load_tensors(path)
-        _check_tensors(path, payload, tensors)
-        # a folder saved before class_weight existed was fitted without weights
-        params = {"class_weight": None, **payload["params"]}
-        clf = cls(storage.load_encoder(folder, **model_kwargs), **params)
-        if clf.model is not None and tensors["examples"].shape[1] != clf.model.embedding_dim:
-            raise ValueError(f"{path}: the examples have dimension "
-                             f"{tensors['examples'].shape[1]}, the encoder in "
-                             f"{Path(folder) / storage.ENCODER_DIR} embeds in "
-                             f"{clf.model.embedding_dim}")
-        device = clf.device
-        head = None
-        if clf.mode == "logistic":
-            stored = payload.get("head_")
-            if not isinstance(stored, dict) or not isinstance(stored.get("C"), (int, float)):
-                raise ValueError(f"{Path(folder) / CONFIG_NAME}: a logistic classifier needs "
-                                 "'head_': {'C': <number>, ...}")
-            head = logistic.from_tensors(path, tensors, len(payload["classes"]),
-                                         tensors["examples"].shape[1], stored["C"],
-                                         stored.get("info"), device)
-        clf._set_state(np.asarray(payload["classes"]), tensors["examples"].to(device),
-                       tensors["example_classes"].to(device), head=head)
-        if payload.get("threshold_") is not None:
-            clf.threshold_ = float(payload["threshold_"])
-            clf.threshold_info_ = payload.get("threshold_info_")
-        cascade.restore(clf, folder, payload, tensors)
+        saved = intent_folder.load(folder, **model_kwargs)
+        clf = cls(saved.model, **saved.params)
+        clf.state_ = saved.state
+        for name, value in saved.fitted.items():
+            setattr(clf, name, value)
         return clf
-
-
-def _check_tensors(path: Path, payload: dict, tensors: dict[str, torch.Tensor]) -> None:
-    """Refuse stored examples that do not fit the stored classes, naming the file."""
-    examples, owners = tensors.get("examples"), tensors.get("example_classes")
-    classes = payload.get("classes")
-    if examples is None or owners is None:
-        raise ValueError(f"{path} lacks the 'examples' or 'example_classes' tensor")
-    if not isinstance(classes, list) or not classes:
-        raise ValueError(f"{path.parent / CONFIG_NAME}: 'classes' must be a non-empty list")
-    if examples.ndim != 2 or not examples.is_floating_point():
-        raise ValueError(f"{path}: 'examples' must be a 2-D float tensor, got "
-                         f"{examples.dtype} of shape {tuple(examples.shape)}")
-    if owners.ndim != 1 or owners.dtype != torch.long or len(owners) != len(examples):
-        raise ValueError(f"{path}: 'example_classes' must be {len(examples)} int64 class "
-                         f"indices, got {owners.dtype} of shape {tuple(owners.shape)}")
-    out_of_range = len(owners) > 0 and (int(owners.min()) < 0
-                                         or int(owners.max()) >= len(classes))
-    if out_of_range or torch.unique(owners).numel() != len(classes):
-        raise ValueError(f"{path}: 'example_classes' does not match the {len(classes)} labels "
-                         f"of {CONFIG_NAME}: every class needs an example and every index "
-                         f"must be in [0, {len(classes)})")
-    if not bool(torch.isfinite(examples).all()):
-        raise ValueError(f"{path}: 'examples' holds NaN or infinite values")

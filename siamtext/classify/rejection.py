@@ -59,3 +59,35 @@ def threshold_for_accuracy(scores: np.ndarray, right: np.ndarray, oos: np.ndarra
     accuracy = (c["tp"] + oos_below) / len(scores)
     m = int(np.argmax(accuracy))
     return float(c["threshold"][m]), float(accuracy[m])
+
+
+def fit_rejection(best: np.ndarray, oos: np.ndarray, right: np.ndarray | None,
+                  target_recall: float | None) -> tuple[float, dict]:
+    """A rejection threshold from validation scores, and how it was chosen.
+
+    Args:
+        best: ``(n,)`` validation scores.
+        oos: ``(n,)`` bool, the out-of-scope inputs.
+        right: ``(n,)`` bool, the in-scope inputs classified correctly (needed without
+            ``target_recall``).
+        target_recall: Use :func:`threshold_for_recall` on the in-scope scores; ``None``:
+            :func:`threshold_for_accuracy`.
+
+    Returns:
+        ``(threshold, info)``, ``info`` a JSON-ready dict with ``method`` and what it reached.
+
+    Raises:
+        ValueError: If the inputs the method needs are missing (no in-scope inputs for a
+            recall; not both kinds for accuracy).
+    """
+    if target_recall is not None:
+        if oos.all():
+            raise ValueError("target_recall needs in-scope examples in X, got none")
+        t, recall = threshold_for_recall(best[~oos], target_recall)
+        return t, {"method": "target_recall", "target_recall": float(target_recall),
+                   "in_scope_recall": recall}
+    if not oos.any() or oos.all():
+        raise ValueError("y must include both in-scope examples and out-of-scope ones "
+                         "labelled unknown_label")
+    t, accuracy = threshold_for_accuracy(best, right, oos)
+    return t, {"method": "accuracy", "accuracy": accuracy}
