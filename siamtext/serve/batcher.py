@@ -51,10 +51,10 @@ class Job:
     loop: asyncio.AbstractEventLoop
     enqueued: float = field(default_factory=time.perf_counter)
     cancelled: bool = False
+    tokens: int = 0
 
-    @property
-    def tokens(self) -> int:
-        return sum(len(x) for x in self.ids)
+    def __post_init__(self) -> None:
+        self.tokens = sum(len(x) for x in self.ids)
 
     def cancel(self) -> None:
         """Drop this job if it has not reached the model yet."""

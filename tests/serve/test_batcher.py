@@ -1,0 +1,252 @@
+"""Dynamic batching: merged batches by token budget and request count, dropped jobs,
+a full queue, inference on its own thread, and embeddings equal to model.encode."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+
+import httpx
+import numpy as np
+import pytest
+
+from siamtext.serve import ServeSettings, create_app
+from siamtext.serve.batcher import Batcher, QueueFullError
+
+
+class _Recorder:
+    def __init__(self) -> None:
+        self.batches = []
+        self.dropped = 0
+
+    def on_batch(self, stats) -> None:
+        self.batches.append(stats)
+
+    def on_drop(self, n: int) -> None:
+        self.dropped += n
+
+
+def _run_jobs(model, ids_per_job, **kwargs):
+    """Queue every job before the worker starts, then let it run; returns results, stats."""
+    rec = _Recorder()
+    batcher = Batcher(model, on_batch=rec.on_batch, on_drop=rec.on_drop, **kwargs)
+
+    async def go():
+        jobs = [batcher.submit(ids) for ids in ids_per_job]
+        batcher.start()
+        try:
+            return [await asyncio.wait_for(j.future, 30) for j in jobs]
+        finally:
+            batcher.stop()
+
+    return asyncio.run(go()), rec
+
+
+def test_batches_follow_the_request_limit(tiny_model):
+    ids = [[[101, 7, 102]]] * 7
+    _, rec = _run_jobs(tiny_model, ids, max_batch_requests=3, max_wait_ms=0)
+    assert [b.requests for b in rec.batches] == [3, 3, 1]
+
+
+def test_batches_follow_the_token_budget(tiny_model):
+    # 4 jobs of 5 tokens under a 10-token budget: two per batch; a 12-token job goes alone
+    ids = [[[101, 5, 6, 7, 102]]] * 4 + [[[101] + [9] * 10 + [102]]]
+    _, rec = _run_jobs(tiny_model, ids, max_batch_tokens=10, max_wait_ms=0)
+    assert [b.requests for b in rec.batches] == [2, 2, 1]
+    assert [b.tokens for b in rec.batches] == [10, 10, 12]
+
+
+def test_results_equal_encode_and_keep_each_jobs_order(tiny_model):
+    texts = [["I lost my card", "hi"], ["where is my parcel"], ["", "a much longer text about "
+                                                                  "a card that was stolen"]]
+    ids = [tiny_model.token_ids(t) for t in texts]
+    results, rec = _run_jobs(tiny_model, ids, max_wait_ms=0)
+    assert len(rec.batches) == 1 and rec.batches[0].texts == 5
+    for t, got in zip(texts, results):
+        want = tiny_model.encode(t, normalize=False)
+        np.testing.assert_allclose(got, want, atol=1e-5)
+
+
+def test_cancelled_jobs_are_dropped_before_the_model(tiny_model):
+    rec = _Recorder()
+    seen = []
+    batcher = Batcher(tiny_model, on_batch=rec.on_batch, on_drop=rec.on_drop, max_wait_ms=0)
+    forward = batcher._forward
+    batcher._forward = lambda jobs: (seen.extend(len(j) for j in jobs), forward(jobs))[1]
+
+    async def go():
+        a = batcher.submit([[101, 102]])
+        b = batcher.submit([[101, 5, 102], [101, 102]])
+        c = batcher.submit([[101, 6, 102]])
+        b.cancel()
+        batcher.start()
+        await asyncio.wait_for(asyncio.gather(a.future, c.future), 30)
+        batcher.stop()
+        return b.future.done()
+
+    assert asyncio.run(go()) is False
+    assert rec.dropped == 1 and seen == [1, 1]
+
+
+def test_full_queue_refuses(tiny_model):
+    batcher = Batcher(tiny_model, max_queue=2)
+
+    async def go():
+        batcher.submit([[101, 102]])
+        batcher.submit([[101, 102]])
+        with pytest.raises(QueueFullError):
+            batcher.submit([[101, 102]])
+
+    asyncio.run(go())
+
+
+def test_wait_merges_requests_that_arrive_close_together(tiny_model):
+    rec = _Recorder()
+    batcher = Batcher(tiny_model, on_batch=rec.on_batch, max_wait_ms=200)
+    batcher.start()
+
+    async def go():
+        first = batcher.submit([[101, 5, 102]])
+        await asyncio.sleep(0.02)  # arrives within the first one's wait
+        second = batcher.submit([[101, 6, 102]])
+        await asyncio.wait_for(asyncio.gather(first.future, second.future), 30)
+
+    asyncio.run(go())
+    batcher.stop()
+    assert [b.requests for b in rec.batches] == [2]
+
+
+# --------------------------------------------------------------------------- through HTTP
+async def _with_app(app, fn):
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as c:
+            for _ in range(500):
+                if (await c.get("/ready")).status_code == 200:
+                    break
+                await asyncio.sleep(0.01)
+            return await fn(c)
+
+
+def test_concurrent_requests_are_merged_and_equal_encode(tiny_model, corpus):
+    app = create_app(tiny_model, settings=ServeSettings(max_wait_ms=20, max_batch_requests=16))
+    requests = [corpus[i : i + 1 + i % 4] for i in range(0, 48)]
+
+    async def fire(c):
+        return await asyncio.gather(*[c.post("/embed", json={"inputs": t}) for t in requests])
+
+    answers = asyncio.run(_with_app(app, fire))
+    assert all(a.status_code == 200 for a in answers)
+    for texts, answer in zip(requests, answers):
+        np.testing.assert_allclose(np.asarray(answer.json()), tiny_model.encode(texts),
+                                   atol=1e-5)
+    batches = app.state.metrics.batch_requests.collect()[0].samples
+    count = next(s.value for s in batches if s.name.endswith("_count"))
+    assert count < len(requests)  # merged: fewer batches than requests
+
+
+def _blocking_forward(monkeypatch):
+    """Make the inference thread wait on an event; records the thread it ran on."""
+    gate = threading.Event()
+    threads = []
+    original = Batcher._forward
+
+    def forward(self, jobs):
+        threads.append(threading.current_thread().name)
+        assert gate.wait(30)
+        return original(self, jobs)
+
+    monkeypatch.setattr(Batcher, "_forward", forward)
+    return gate, threads
+
+
+def test_inference_runs_off_the_event_loop(tiny_model, monkeypatch):
+    gate, threads = _blocking_forward(monkeypatch)
+    app = create_app(tiny_model)
+
+    async def go(c):
+        pending = asyncio.ensure_future(c.post("/embed", json={"inputs": "a"}))
+        while not threads:
+            await asyncio.sleep(0.005)
+        health = await asyncio.wait_for(c.get("/health"), 5)  # the loop is free
+        gate.set()
+        return health, await pending
+
+    health, answer = asyncio.run(_with_app(app, go))
+    assert health.status_code == 200 and answer.status_code == 200
+    assert threads == ["siamtext-inference"]
+
+
+def test_full_queue_is_429_with_retry_after(tiny_model, monkeypatch):
+    gate, threads = _blocking_forward(monkeypatch)
+    app = create_app(tiny_model, settings=ServeSettings(max_queue=1, max_wait_ms=0))
+
+    async def go(c):
+        busy = asyncio.ensure_future(c.post("/embed", json={"inputs": "a"}))  # in the model
+        while not threads:
+            await asyncio.sleep(0.005)
+        queued = asyncio.ensure_future(c.post("/embed", json={"inputs": "b"}))  # in the queue
+        while app.state.service.queue_depth() < 1:
+            await asyncio.sleep(0.005)
+        refused = await c.post("/embed", json={"inputs": "c"})
+        gate.set()
+        return refused, await busy, await queued
+
+    refused, busy, queued = asyncio.run(_with_app(app, go))
+    assert refused.status_code == 429
+    assert refused.headers["retry-after"] == "1"
+    assert "busy" in refused.json()["error"]["message"]
+    assert busy.status_code == queued.status_code == 200
+
+
+def test_a_client_that_goes_away_is_dropped_from_the_queue(tiny_model, monkeypatch):
+    gate, threads = _blocking_forward(monkeypatch)
+    app = create_app(tiny_model, settings=ServeSettings(max_wait_ms=0))
+    service = app.state.service
+
+    async def gone_client():
+        """A raw ASGI request whose client disconnects once its body is sent."""
+        body = json.dumps({"inputs": ["never embedded"]}).encode()
+        messages = [{"type": "http.request", "body": body, "more_body": False}]
+        queued = asyncio.Event()
+
+        async def receive():
+            if messages:
+                return messages.pop()
+            await queued.wait()
+            return {"type": "http.disconnect"}
+
+        sent = []
+
+        async def send(message):
+            sent.append(message)
+
+        scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1",
+                 "method": "POST", "path": "/embed", "raw_path": b"/embed", "query_string": b"",
+                 "headers": [(b"content-type", b"application/json"),
+                             (b"content-length", str(len(body)).encode())],
+                 "client": ("127.0.0.1", 1), "server": ("test", 80), "scheme": "http",
+                 "root_path": ""}
+        task = asyncio.ensure_future(app(scope, receive, send))
+        while service.queue_depth() < 1:
+            await asyncio.sleep(0.005)
+        queued.set()  # the client leaves while its job waits
+        await asyncio.wait_for(task, 10)
+        return sent
+
+    async def go(c):
+        busy = asyncio.ensure_future(c.post("/embed", json={"inputs": "a"}))
+        while not threads:
+            await asyncio.sleep(0.005)
+        sent = await gone_client()
+        gate.set()
+        await busy
+        after = await c.post("/embed", json={"inputs": "b"})
+        return sent, after
+
+    sent, after = asyncio.run(_with_app(app, go))
+    assert sent[0]["status"] == 499
+    assert after.status_code == 200
+    assert app.state.metrics.dropped._value.get() == 1
+    assert len(threads) == 2  # the busy request and the one after; not the dropped one
