@@ -64,13 +64,27 @@ def index_path(tmp_path: Path) -> Path:
     return tmp_path / "questions.idx"
 
 
+@pytest.fixture(scope="session")
+def demo_embeddings(tiny_model):
+    texts, labels = demo_rows()
+    return tiny_model.encode(texts), labels
+
+
 @pytest.fixture
-def intents(tiny_model):
+def intents(tiny_model, demo_embeddings):
     """A prototype classifier fitted on the demo utterances (a fresh one per test)."""
     from siamtext.classify import IntentClassifier
 
-    texts, labels = demo_rows()
-    return IntentClassifier(tiny_model).fit(texts, labels)
+    emb, labels = demo_embeddings
+    return IntentClassifier(tiny_model).fit(emb, labels)
+
+
+def start(app, headers: dict | None = None) -> TestClient:
+    """A started, ready client of ``app`` (stop it with ``client.__exit__(None, None, None)``)."""
+    client = TestClient(app, raise_server_exceptions=False, headers=headers or {})
+    client.__enter__()
+    wait_ready(client)
+    return client
 
 
 @pytest.fixture
