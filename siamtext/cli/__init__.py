@@ -19,6 +19,7 @@ SUBCOMMANDS = {
     "encode": "encode",
     "export": "export",
     "serve": "serve",
+    "index": "index",
 }
 
 
