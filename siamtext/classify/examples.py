@@ -15,6 +15,7 @@ how a classifier reads its examples back from a :class:`siamtext.index.Index`.
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
@@ -24,6 +25,12 @@ import torch.nn.functional as F
 
 if TYPE_CHECKING:
     from siamtext.classify.logistic import LogisticHead
+
+#: Held while an edit (fit, add_examples, remove_class, a refresh) builds the next snapshot
+#: from the current one and swaps it in, so two edits never lose one another. Queries take no
+#: lock: they score the snapshot they took. One lock for every classifier (an estimator holds
+#: no lock of its own: it is cloned and copied).
+EDIT_LOCK = threading.RLock()
 
 
 def class_means(examples: torch.Tensor, owners: torch.Tensor, n_classes: int) -> torch.Tensor:

@@ -11,41 +11,41 @@ The estimator composes parts that know nothing of it: the stored classes are a
 :mod:`~siamtext.classify.scoring`, rejected by :mod:`~siamtext.classify.rejection`, shortlisted
 and gated by :mod:`~siamtext.classify.first_pass` (a cascade), and saved by
 :mod:`~siamtext.classify.intent_folder`. Its query methods (predict, fit_threshold...) live in
-:mod:`~siamtext.classify.intent_answers`; this module has the parameters, fitting, editing
-and persistence.
+:mod:`~siamtext.classify.intent_answers`, keeping the examples in a collection in
+:mod:`~siamtext.classify.intent_index`; this module has the parameters, fitting, editing and
+persistence.
 """
 
 from __future__ import annotations
 
-import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import numpy as np
 import torch
 from sklearn.base import BaseEstimator, ClassifierMixin
 
 from siamtext.classify import examples as ex
 from siamtext.classify import first_pass as fp
-from siamtext.classify import inputs, intent_folder, logistic, storage
+from siamtext.classify import inputs, intent_folder, intent_index, logistic, storage
 from siamtext.classify.intent_answers import IntentAnswers
 from siamtext.classify.intent_folder import CONFIG_NAME, TENSORS_NAME  # noqa: F401
+from siamtext.classify.intent_index import LiveExamples
 from siamtext.classify.scoring import Mode
 from siamtext.classify.threshold import check_similarity_threshold
 from siamtext.hub import HubMixin
 from siamtext.validation import check_choice, check_positive_int
 
 if TYPE_CHECKING:
+    from siamtext.index import Index
     from siamtext.model import SiamText
     from siamtext.static import StaticEncoder
 
-# Held while an edit (fit, add_examples, remove_class) builds the next snapshot from the
-# current one, so two edits never lose one another. Queries take no lock: they score the
-# snapshot they took. One lock for every classifier (an estimator holds no lock of its own:
-# it is cloned and copied).
-_EDIT_LOCK = threading.RLock()
+_EDIT_LOCK = ex.EDIT_LOCK
 
 
-class IntentClassifier(IntentAnswers, HubMixin, ClassifierMixin, BaseEstimator):
+class IntentClassifier(IntentAnswers, LiveExamples, HubMixin, ClassifierMixin,
+                       BaseEstimator):
     """Many-class, few-shot intent classifier with out-of-scope rejection.
 
     A scikit-learn estimator. :meth:`fit` embeds and stores the examples. A query gets the
@@ -90,6 +90,15 @@ class IntentClassifier(IntentAnswers, HubMixin, ClassifierMixin, BaseEstimator):
         class_weight: Logistic mode: ``"balanced"`` weighs each class's examples inversely
             to their number, so that a class added from a few examples is not outvoted by
             larger neighbours; ``None`` weighs every example alike.
+        index: Where the examples live. ``None`` (default): in memory (:meth:`save` writes
+            them to a folder). A path, or an open :class:`siamtext.index.Index`: in that
+            collection, one item per example with its class as the item's label
+            (:mod:`siamtext.classify.intent_index`); :meth:`fit`, :meth:`add_examples` and
+            :meth:`remove_class` are then durable increments, a collection at the path is
+            continued (or created on the first write), and :meth:`open` / :meth:`refresh`
+            read it back, in this process or another. The collection keeps examples, not
+            settings: give the same arguments when reopening; logistic mode then needs
+            ``C``, so that a reopen refits the same head.
 
     Attributes:
         classes_: Labels, in the order of the probability columns.
@@ -106,12 +115,20 @@ class IntentClassifier(IntentAnswers, HubMixin, ClassifierMixin, BaseEstimator):
         state_: The :class:`~siamtext.classify.examples.ClassState` all of the above are read
             from: one immutable snapshot, replaced whole by every edit, so a query is scored
             against one state even while another thread edits.
+        index_: With ``index``: the open :class:`siamtext.index.Index`.
 
     Example:
         >>> clf = IntentClassifier(SiamText()).fit(texts, labels)
         >>> clf.add_examples(["Where is my parcel?", "my package hasn't arrived"], "delivery")
         >>> clf.predict(["when will my package come"]).tolist()
         ['delivery']
+
+        Live intents, kept in a collection and read by other processes:
+
+        >>> clf = IntentClassifier(model, mode="knn", index="intents.idx").fit(texts, labels)
+        >>> clf.add_examples(["where is my parcel"], "delivery")  # durable when it returns
+        >>> reader = IntentClassifier.open("intents.idx", model, mode="knn", readonly=True)
+        >>> reader.refresh()  # sees classes added since it opened
     """
 
     def __init__(
@@ -128,6 +145,7 @@ class IntentClassifier(IntentAnswers, HubMixin, ClassifierMixin, BaseEstimator):
         first_pass_margin: float | None = None,
         C: float | None = None,
         class_weight: str | None = "balanced",
+        index: str | Path | Index | None = None,
     ) -> None:
         self.model = model
         self.mode = mode
@@ -141,6 +159,7 @@ class IntentClassifier(IntentAnswers, HubMixin, ClassifierMixin, BaseEstimator):
         self.first_pass_margin = first_pass_margin
         self.C = C
         self.class_weight = class_weight
+        self.index = index
 
     # ------------------------------------------------------------------ validation
     def _check_params(self) -> None:
@@ -156,6 +175,11 @@ class IntentClassifier(IntentAnswers, HubMixin, ClassifierMixin, BaseEstimator):
             check_similarity_threshold(self.threshold, "threshold")
         storage.json_label(self.unknown_label, "unknown_label")
         fp.check_params(self.first_pass, self.rerank_top, self.first_pass_margin)
+        intent_index.check_index(self.index)
+        if self.index is not None and self.mode == "logistic" and self.C is None:
+            raise ValueError("mode='logistic' with an index needs C=... (e.g. C=10): the index "
+                             "keeps the examples, not the C cross-validation would choose, so a "
+                             "reopen must be told it to refit the same head")
 
     # the fitted attributes of scikit-learn's contract, read from the snapshot (NotFittedError
     # is an AttributeError: hasattr() is False before fit)
@@ -225,16 +249,38 @@ class IntentClassifier(IntentAnswers, HubMixin, ClassifierMixin, BaseEstimator):
         if self.unknown_label in labels:
             raise ValueError(f"y contains unknown_label={self.unknown_label!r}; out-of-scope "
                              "examples belong in fit_threshold, not fit")
-        state = ex.from_labels(emb, labels, static=self._static_examples(X, append=False))
-        head = (logistic.fit_head(state.examples, state.example_classes, state.classes,
-                                  C=self.C, class_weight=self.class_weight)
-                if self.mode == "logistic" else None)
+        static = self._static_examples(X, append=False)
         with _EDIT_LOCK:
+            if self.index is None:
+                state = ex.from_labels(emb, labels, static=static)
+            else:
+                state = self._write_fit(X, emb, labels, static)
+            head = (logistic.fit_head(state.examples, state.example_classes, state.classes,
+                                      C=self.C, class_weight=self.class_weight)
+                    if self.mode == "logistic" else None)
             self.state_ = state.with_head(head)
             for name in ("threshold_", "threshold_info_", "first_pass_margin_",
                          "first_pass_info_"):
                 self.__dict__.pop(name, None)
         return self
+
+    def _write_fit(self, X: object, emb: torch.Tensor, labels: list,
+                   static: torch.Tensor | None) -> ex.ClassState:
+        """Replace the collection's items by these examples: the new rows are written
+        first (grouped by class, classes sorted, as :meth:`fit` orders them in memory), then
+        the old ones removed; two transactions, so a reader refreshing between them sees
+        both sets for a moment, never none."""
+        index = self._attach(emb.shape[1])
+        order = np.argsort(np.asarray(labels), kind="stable")
+        texts = intent_index.texts_or_none(X)
+        old = [item.id for item in index.items()]
+        ids, stored = intent_index.add(
+            index, emb[torch.as_tensor(order, device=emb.device)],
+            [labels[i] for i in order], None if texts is None else [texts[i] for i in order])
+        if old:
+            index.remove(old, missing_ok=True)
+        return ex.from_rows(stored, [labels[i] for i in order],
+                            static=None if static is None else static[order], ids=ids)
 
     def _with_head(self, state: ex.ClassState) -> ex.ClassState:
         """Logistic mode: ``state`` with its head refitted by the ``C`` in use (the fitted
@@ -263,6 +309,9 @@ class IntentClassifier(IntentAnswers, HubMixin, ClassifierMixin, BaseEstimator):
         label = storage.json_label(label, "label")
         if label == self.unknown_label:
             raise ValueError(f"label must differ from unknown_label={self.unknown_label!r}")
+        if self.index is not None:
+            self._check_params()
+            self._attach(None)  # an existing collection: continue its classes
         state = self.__dict__.get("state_")
         if state is None:
             self._check_params()
@@ -274,8 +323,12 @@ class IntentClassifier(IntentAnswers, HubMixin, ClassifierMixin, BaseEstimator):
             raise ValueError("X must hold at least one example, got none")
         static = self._static_examples(X, append=state is not None)
         with _EDIT_LOCK:
-            current = self.__dict__.get("state_")
-            self.state_ = self._with_head(ex.with_examples(current, emb, label, static=static))
+            current, ids = self.__dict__.get("state_"), None
+            if self.index is not None:  # durable first; the vectors as stored
+                ids, emb = intent_index.add(self._attach(emb.shape[1]), emb, label,
+                                            intent_index.texts_or_none(X))
+            self.state_ = self._with_head(ex.with_examples(current, emb, label, static=static,
+                                                           ids=ids))
         return self
 
     def remove_class(self, label: str | int) -> IntentClassifier:
@@ -286,14 +339,19 @@ class IntentClassifier(IntentAnswers, HubMixin, ClassifierMixin, BaseEstimator):
         """
         self._check_fitted()
         with _EDIT_LOCK:
-            self.state_ = self._with_head(ex.without_class(self._state(), label))
+            state = self._state()
+            new = self._with_head(ex.without_class(state, label))  # checks label first
+            if state.ids is not None:
+                self.index_.remove(ex.class_ids(state, label).tolist())
+            self.state_ = new
         return self
 
     # ------------------------------------------------------------------ persistence
     def save(self, folder: str | Path) -> Path:
         """Write a self-contained folder: ``encoder/``, the examples in safetensors and the
         labels, settings and threshold in JSON (:mod:`siamtext.classify.intent_folder`). An
-        existing folder is replaced only once the new one is complete."""
+        existing folder is replaced only once the new one is complete. A classifier with an
+        ``index`` writes a copy of its examples (it loads as an in-memory one)."""
         state = self._state()  # the classes, the examples and the head of one snapshot
         fitted = {name: getattr(self, name, None) for name in (
             "threshold_", "threshold_info_", "first_pass_margin_", "first_pass_info_")}
