@@ -322,3 +322,26 @@ def test_a_second_process_is_refused_by_milvus_lites_lock(db, tmp_path):
         holder.wait(timeout=30)
     with Index.open(db, engine="milvus") as idx:  # free again once it is gone
         assert len(idx) == 0
+
+
+def test_live_intents_over_milvus(db, tiny_model):
+    """The classifiers use the index through its interface only: a Milvus collection serves
+    live intents as the local one does (a class added by the writer, seen after refresh)."""
+    from siamtext.classify import IntentClassifier
+
+    writer = Index.create(db, tiny_model, engine="milvus", index_type="FLAT")
+    reader = Index.open(db, tiny_model, engine="milvus", readonly=True)
+    try:
+        clf = IntentClassifier(tiny_model, mode="knn", n_neighbors=1, index=writer).fit(
+            ["lost my card", "card stolen", "where is my parcel", "package late"],
+            ["card", "card", "delivery", "delivery"])
+        live = IntentClassifier.open(reader, tiny_model, mode="knn", n_neighbors=1)
+        assert live.predict(["card stolen"]).tolist() == ["card"]
+        clf.add_examples(["change my pin", "reset pin"], "pin")
+        assert live.refresh() == 1
+        assert live.predict(["reset pin"]).tolist() == ["pin"]
+        clf.remove_class("pin")
+        assert live.refresh() == 1 and live.classes_.tolist() == ["card", "delivery"]
+    finally:
+        reader.close()
+        writer.close()
