@@ -38,6 +38,7 @@ from typing import Any
 
 import numpy as np
 
+from siamtext.failpoints import failpoint
 from siamtext.index import rows as rows_mod
 from siamtext.index.ann import IVF_FROM, RETRAIN_GROWTH, Structure
 from siamtext.index.base import (
@@ -88,6 +89,7 @@ class LocalStore(Store):
         self.snapshot_every, self.background = snapshot_every, background
         self.seed = seed
         self._lock = threading.RLock()
+        self._snapshot_lock = threading.Lock()
         self._seq = -1  # the write number the in-memory structure reflects
         self._snap_seq = -1
         self._pending = 0  # items changed since the snapshot (approximate after a reopen)
@@ -172,17 +174,20 @@ class LocalStore(Store):
 
     def _read_snapshot(self) -> tuple[Structure | None, int]:
         path = self.folder / MANIFEST
-        if not path.is_file():
-            return None, -1
-        try:
-            manifest = json.loads(path.read_text(encoding="utf-8"))
-            structure = Structure.read(str(self.folder / manifest["file"]), manifest)
-            self._snap_seq = int(manifest["seq"])
-            return structure, self._snap_seq
-        except Exception as err:  # a damaged snapshot costs a rebuild, never the collection
-            logger.warning("%s: cannot read the search snapshot (%s); rebuilding it from the "
-                           "rows", self.folder, err)
-            return None, -1
+        err: Exception | None = None
+        for _ in range(3):  # a writer may replace the snapshot while this reads it
+            if not path.is_file():
+                return None, -1
+            try:
+                manifest = json.loads(path.read_text(encoding="utf-8"))
+                structure = Structure.read(str(self.folder / manifest["file"]), manifest)
+                self._snap_seq = int(manifest["seq"])
+                return structure, self._snap_seq
+            except Exception as e:  # a damaged snapshot costs a rebuild, never the collection
+                err = e
+        logger.warning("%s: cannot read the search snapshot (%s); rebuilding it from the "
+                       "rows", self.folder, err)
+        return None, -1
 
     def _build(self, conn: Any, count: int) -> Structure:
         """A new structure over every row, read in ``conn``'s current transaction."""
@@ -307,38 +312,50 @@ class LocalStore(Store):
     # ------------------------------------------------------------------ snapshots
     def snapshot(self) -> None:
         """Write the search structure as of now (temp file, fsync, rename, then the
-        manifest); searches wait while faiss writes it, not while it is flushed."""
+        manifest); searches wait while faiss writes it, not while it is flushed. One
+        snapshot at a time (a background rebuild ends with one too)."""
         self._require_writable()
-        with self._lock:
-            seq = self._seq
-            if seq == self._snap_seq:
-                return
-            name = f"search-{seq}.faiss"
-            tmp = self.folder / f".{name}.tmp-{os.getpid()}"
-            self.structure.write(str(tmp))
-            manifest = {**self.structure.settings(), "seq": seq, "file": name}
-        try:
-            _fsync(tmp)
-            os.replace(tmp, self.folder / name)
-            _write_json(self.folder / MANIFEST, manifest)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
-        with self._lock:
-            self._pending = 0 if self._seq == seq else self._pending
-        self._snap_seq = seq
-        self._remove_stale_files()
+        with self._snapshot_lock:
+            with self._lock:
+                seq = self._seq
+                if seq == self._snap_seq:
+                    return
+                name = f"search-{seq}.faiss"
+                tmp = self.folder / f".{name}.tmp-{os.getpid()}"
+                self.structure.write(str(tmp))
+                manifest = {**self.structure.settings(), "seq": seq, "file": name}
+            try:
+                failpoint("index", "snapshot-written")
+                _fsync(tmp)
+                os.replace(tmp, self.folder / name)
+                failpoint("index", "snapshot-renamed")
+                _write_json(self.folder / MANIFEST, manifest)
+            except BaseException:
+                tmp.unlink(missing_ok=True)
+                raise
+            with self._lock:
+                self._pending = 0 if self._seq == seq else self._pending
+            self._snap_seq = seq
+            self._remove_stale_files()
 
     def _remove_stale_files(self) -> None:
+        """Delete snapshots older than the current one and the one before it (a reader may
+        still be opening that one), and temporary files of processes that died."""
+        snapshots = sorted((int(m.group(1)), p) for p in self.folder.iterdir()
+                           if (m := _SNAPSHOT.match(p.name)))
         current = None
         try:
             current = json.loads((self.folder / MANIFEST).read_text(encoding="utf-8"))["file"]
         except (OSError, ValueError, KeyError):
             pass
-        for path in self.folder.iterdir():
-            stale_tmp = path.name.startswith(".search-") and ".tmp-" in path.name and \
-                not path.name.endswith(f".tmp-{os.getpid()}")
-            if (_SNAPSHOT.match(path.name) and path.name != current) or stale_tmp:
+        names = [p.name for _, p in snapshots]
+        keep = set(names[names.index(current) - 1 : names.index(current) + 1]) \
+            if current in names else set()
+        for _, path in snapshots:
+            if path.name not in keep:
+                path.unlink(missing_ok=True)
+        for path in self.folder.glob(".search*.tmp-*"):
+            if not path.name.endswith(f".tmp-{os.getpid()}"):
                 path.unlink(missing_ok=True)
 
     # ------------------------------------------------------------------ reads
@@ -406,7 +423,7 @@ class LocalStore(Store):
         sims = queries @ mat.T
         out = []
         for row in sims:
-            top = np.argsort(-row, kind="stable")[:k]
+            top = np.lexsort((ids, -row))[:k]  # equal scores: the lower id first
             hits = []
             for j in top:
                 score = float(row[j])
@@ -434,6 +451,7 @@ class LocalStore(Store):
                     continue
                 item = found[i][1]
                 hits.append(Hit(i, float(score), item.text, item.label, item.metadata))
+            hits.sort(key=lambda h: (-h.score, h.id))  # equal scores: the lower id first
             out.append(hits)
         return out
 

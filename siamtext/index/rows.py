@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from siamtext.failpoints import failpoint
 from siamtext.index.base import ITEM_FIELDS, Item
 
 FILE_NAME = "items.sqlite"
@@ -172,6 +173,7 @@ class Rows:
             top = int(ids.max()) + 1
             conn.execute("UPDATE meta SET value = ? WHERE key = 'next_id' AND "
                          "CAST(value AS INTEGER) < ?", (str(top), top))
+            failpoint("index", "before-commit")
         return seq
 
     def delete(self, ids: np.ndarray) -> int:

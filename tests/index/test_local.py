@@ -181,6 +181,7 @@ def test_stale_temporary_files_are_removed_by_the_writer(tmp_path, square):
     stale = folder / f".search-9.faiss.tmp-{uuid.uuid4().int % 10**6 + 10**7}"
     stale.write_bytes(b"half")
     (folder / "search-0.faiss").write_bytes(b"old")
-    Index.open(folder).close()
+    with Index.open(folder) as idx:  # on close snapshot 2: 0 goes, 1 (the one before) stays
+        idx.add(embeddings=square[:1])
     names = sorted(p.name for p in folder.iterdir() if "faiss" in p.name)
-    assert names == ["search-1.faiss"]
+    assert names == ["search-1.faiss", "search-2.faiss"]
