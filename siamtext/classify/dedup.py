@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import logging
-import math
 import warnings
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
@@ -13,8 +11,12 @@ import numpy as np
 import torch
 from sklearn.exceptions import NotFittedError
 
-from siamtext.classify import candidates, storage
+from siamtext.classify import candidates, dedup_folder
 from siamtext.classify.approximate import faiss_pairs
+from siamtext.classify.attach import check_index
+from siamtext.classify.dedup_folder import CONFIG_NAME  # noqa: F401
+from siamtext.classify.dedup_index import OnlineDuplicates, find_in_index, is_index
+from siamtext.classify.duplicates import Duplicates
 from siamtext.classify.first_pass import texts_of
 from siamtext.classify.search import DEFAULT_BLOCK_SIZE, connected_groups, exact_pairs
 from siamtext.classify.threshold import (
@@ -26,67 +28,30 @@ from siamtext.classify.threshold import (
     encode_pair_scores,
 )
 from siamtext.hub import HubMixin
-from siamtext.model_card import MODEL_ID_PLACEHOLDER
 from siamtext.validation import check_choice, check_positive_int, check_texts
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
+    from siamtext.index import Index
     from siamtext.model import SiamText
     from siamtext.static import StaticEncoder
 
 logger = logging.getLogger(__name__)
-CONFIG_NAME = "duplicate_detector.json"
 
 
-@dataclass
-class Duplicates:
-    """The duplicates found in a corpus.
-
-    Attributes:
-        pairs: ``(m, 2)`` int64 indices ``i < j`` into the corpus, most similar first.
-        scores: ``(m,)`` float32 cosine similarities of the pairs.
-        groups: Connected components of the pairs (size >= 2), each a sorted list of indices.
-        n: Size of the corpus.
-    """
-
-    pairs: np.ndarray
-    scores: np.ndarray
-    groups: list[list[int]] = field(default_factory=list)
-    n: int = 0
-
-    def __len__(self) -> int:
-        return len(self.pairs)
-
-    def records(self, texts: list[str] | None = None) -> list[dict]:
-        """One dict per pair: ``i``, ``j``, ``score`` (and ``text_i``/``text_j``)."""
-        out = []
-        for (i, j), s in zip(self.pairs.tolist(), self.scores.tolist()):
-            row = {"i": i, "j": j, "score": round(s, 6)}
-            if texts is not None:
-                row.update(text_i=texts[i], text_j=texts[j])
-            out.append(row)
-        return out
 
 
-_USAGE = f"""```python
-from huggingface_hub import snapshot_download
-from siamtext.classify import DuplicateDetector
-
-folder = snapshot_download("{MODEL_ID_PLACEHOLDER}")
-detector = DuplicateDetector.load(folder)
-detector.is_duplicate("How do I reset my password?", "I forgot my password")
-detector.find_duplicates(questions).groups
-```"""
-
-
-class DuplicateDetector(HubMixin):
+class DuplicateDetector(OnlineDuplicates, HubMixin):
     """Are two texts duplicates? Cosine similarity of their embeddings against a threshold.
 
     Set ``threshold`` yourself, or :meth:`fit` it on a labelled validation split (never on
     the pairs you report on). :meth:`find_duplicates` finds every duplicate pair and group in
     a corpus by an exact search in memory-bounded tiles (no ``n x n`` matrix), or with a faiss
-    index for corpora in the millions.
+    index for corpora in the millions. With an ``index`` (a :class:`siamtext.index.Index`
+    of stored texts) it works online (:mod:`siamtext.classify.dedup_index`): :meth:`check`
+    gives each new text the stored items at or above the threshold, :meth:`add` stores
+    texts, and :meth:`find_duplicates` with no corpus searches every stored pair.
 
     Args:
         model: The encoder (a :class:`~siamtext.SiamText`); ``None`` if you only pass
@@ -94,10 +59,16 @@ class DuplicateDetector(HubMixin):
         threshold: Cosine similarity at or above which two texts are duplicates, in [-1, 1].
             A fitted threshold (``threshold_``) takes precedence.
         batch_size: Encoding batch size.
+        index: The stored items new texts are checked against: a path (a collection there
+            is opened, or created on the first :meth:`add`) or an open
+            :class:`siamtext.index.Index`, filled by the same encoder as ``model``.
+            ``None``: none (corpora are passed to :meth:`find_duplicates`). It is not part of
+            the folder :meth:`save` writes.
 
     Attributes:
         threshold_: Set by :meth:`fit`.
         classifier_: The fitted :class:`ThresholdClassifier` (calibrated probabilities).
+        index_: With ``index``: the open collection, once used.
 
     Example:
         >>> det = DuplicateDetector(SiamText(), threshold=0.8)
@@ -106,16 +77,22 @@ class DuplicateDetector(HubMixin):
         >>> found = det.find_duplicates(questions)
         >>> found.groups[:2]
         [[0, 33, 58], [1, 12]]
+        >>> live = DuplicateDetector(SiamText(), threshold=0.8, index="questions.idx")
+        >>> live.add(questions)  # durable when it returns
+        >>> live.check("I forgot my password")[0].text
+        'How do I reset my password?'
     """
 
     def __init__(self, model: SiamText | None = None, threshold: float | None = None,
-                 batch_size: int = 32) -> None:
+                 batch_size: int = 32, index: str | Path | Index | None = None) -> None:
         if threshold is not None:
             threshold = check_similarity_threshold(threshold)
         check_positive_int(batch_size, "batch_size")
+        check_index(index)
         self.model = model
         self.threshold = threshold
         self.batch_size = batch_size
+        self.index = index
 
     # ------------------------------------------------------------------ threshold
     @property
@@ -186,7 +163,7 @@ class DuplicateDetector(HubMixin):
     # ------------------------------------------------------------------ corpus
     def find_duplicates(
         self,
-        corpus: list[str] | np.ndarray | torch.Tensor,
+        corpus: list[str] | np.ndarray | torch.Tensor | Index | None = None,
         threshold: float | None = None,
         top_k: int | None = None,
         method: Literal["exact", "faiss"] = "exact",
@@ -206,7 +183,10 @@ class DuplicateDetector(HubMixin):
         pairs above the threshold that the cap left out and warns with the count.
 
         Args:
-            corpus: Texts, or their ``(n, dim)`` embeddings (numpy or torch).
+            corpus: Texts, or their ``(n, dim)`` embeddings (numpy or torch), or a
+                :class:`siamtext.index.Index` (its stored vectors are searched, nothing is
+                embedded, and pairs and groups hold item ids); ``None``: the detector's
+                ``index``.
             threshold: Overrides :attr:`decision_threshold` for this call.
             top_k: ``None`` (default): every pair at or above the threshold (tiles of the
                 similarity matrix are searched one at a time, so memory grows with the
@@ -237,6 +217,9 @@ class DuplicateDetector(HubMixin):
 
         Returns:
             :class:`Duplicates`. An empty corpus gives no pairs and no groups.
+
+        Raises:
+            ValueError: With no corpus and no ``index``, or ``first_pass`` with an index.
         """
         threshold = (self.decision_threshold if threshold is None
                      else check_similarity_threshold(threshold))
@@ -244,7 +227,24 @@ class DuplicateDetector(HubMixin):
             check_positive_int(top_k, "top_k")
         check_choice(method, ("exact", "faiss"), "method")
         check_positive_int(block_size, "block_size")
-        if first_pass is not None or rerank_top is not None or first_pass_threshold is not None:
+        cascade = first_pass is not None or rerank_top is not None or \
+            first_pass_threshold is not None
+        if corpus is None:
+            if self.index is None:
+                raise ValueError("find_duplicates needs a corpus (texts or embeddings), or a "
+                                 "detector built with index=... to search its stored items")
+            corpus = self._collection()
+        if is_index(corpus):
+            if cascade:
+                raise ValueError("first_pass cannot search an index: its items are embedded "
+                                 "by the model already, so search them without first_pass")
+            found = find_in_index(corpus, threshold, top_k, method, block_size, faiss_index,
+                                  recall_target, show_progress,
+                                  None if self.model is None else self.model.device)
+            logger.info("find_duplicates over an index: %d items, threshold %.4f: %d pairs in "
+                        "%d groups", found.n, threshold, len(found), len(found.groups))
+            return found
+        if cascade:
             return self._find_by_cascade(
                 corpus, threshold, first_pass=first_pass, rerank_top=rerank_top,
                 first_pass_threshold=first_pass_threshold, top_k=top_k, method=method,
@@ -339,78 +339,23 @@ class DuplicateDetector(HubMixin):
 
     # ------------------------------------------------------------------ persistence
     def save(self, folder: str | Path) -> Path:
-        """Write a self-contained folder: ``encoder/`` and ``duplicate_detector.json``.
+        """Write a self-contained folder: ``encoder/`` and ``duplicate_detector.json``
+        (:mod:`siamtext.classify.dedup_folder`; the ``index`` is not part of it).
 
         An existing folder is replaced only once the new one is complete.
         """
-        import siamtext
-
-        payload = {
-            "kind": "DuplicateDetector", "format_version": storage.FORMAT_VERSION,
-            "siamtext_version": siamtext.__version__, "threshold": self.threshold,
-            "threshold_": getattr(self, "threshold_", None), "batch_size": self.batch_size,
-        }
-        if hasattr(self, "classifier_"):
-            clf = self.classifier_
-            payload["classifier"] = {
-                "objective": clf.objective, "target": clf.target, "calibration": clf.calibration,
-                "classes": clf.classes_.tolist(),
-                "best_score": clf.best_score_, "calibration_": clf.calibration_,
-            }
-
-        def write(tmp: Path) -> None:
-            storage.save_encoder(self.model, tmp, kind="DuplicateDetector", usage=_USAGE)
-            storage.write_json(tmp / CONFIG_NAME, payload)
-
-        return storage.save_folder(folder, write)
+        return dedup_folder.save(folder, model=self.model, threshold=self.threshold,
+                                 threshold_=getattr(self, "threshold_", None),
+                                 batch_size=self.batch_size,
+                                 classifier=getattr(self, "classifier_", None))
 
     @classmethod
     def load(cls, folder: str | Path, **model_kwargs) -> DuplicateDetector:
         """Load a folder written by :meth:`save`; ``model_kwargs`` go to ``SiamText``."""
-        payload = storage.read_json(folder, CONFIG_NAME, "DuplicateDetector")
-        _check_payload(Path(folder) / CONFIG_NAME, payload)
-        model = storage.load_encoder(folder, **model_kwargs)
-        det = cls(model, threshold=payload["threshold"], batch_size=payload["batch_size"])
-        if payload.get("threshold_") is not None:
-            det.threshold_ = float(payload["threshold_"])
-        info = payload.get("classifier")
-        if info is not None:
-            clf = ThresholdClassifier(model, objective=info["objective"], target=info["target"],
-                                      calibration=info["calibration"],
-                                      batch_size=payload["batch_size"])
-            clf.classes_ = np.asarray(info["classes"])
-            clf.threshold_ = det.threshold_
-            clf.best_score_ = info["best_score"]
-            clf.calibration_ = info["calibration_"]
-            det.classifier_ = clf
+        saved = dedup_folder.load(folder, **model_kwargs)
+        det = cls(saved.model, threshold=saved.threshold, batch_size=saved.batch_size)
+        if saved.threshold_ is not None:
+            det.threshold_ = saved.threshold_
+        if saved.classifier is not None:
+            det.classifier_ = saved.classifier
         return det
-
-
-def _check_payload(path: Path, payload: dict) -> None:
-    """Refuse a ``duplicate_detector.json`` whose values :meth:`DuplicateDetector.load`
-    cannot use, naming the file."""
-    try:
-        for key in ("threshold", "threshold_"):
-            if payload.get(key) is not None:
-                check_similarity_threshold(payload[key], key)
-        check_positive_int(payload.get("batch_size"), "batch_size")
-        info = payload.get("classifier")
-        if info is not None:
-            if not isinstance(info, dict) or payload.get("threshold_") is None:
-                raise ValueError("classifier must be an object and comes with threshold_")
-            classes = info.get("classes")
-            if not isinstance(classes, list) or len(classes) != 2:
-                raise ValueError(f"classifier.classes must list the 2 labels, got {classes!r:.80}")
-            calib = info.get("calibration_")
-            if not isinstance(calib, dict) or calib.get("method") not in ("platt", "isotonic"):
-                raise ValueError("classifier.calibration_ must be a platt or isotonic map")
-            if calib["method"] == "platt":
-                values = [calib.get("a"), calib.get("b")]
-            else:
-                x, y = calib.get("x"), calib.get("y")
-                paired = isinstance(x, list) and isinstance(y, list) and 0 < len(x) == len(y)
-                values = x + y if paired else [None]
-            if not all(isinstance(v, (int, float)) and math.isfinite(v) for v in values):
-                raise ValueError(f"classifier.calibration_ holds unusable values: {calib!r:.80}")
-    except (TypeError, ValueError) as err:
-        raise ValueError(f"{path}: {err}") from None

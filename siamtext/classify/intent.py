@@ -25,9 +25,9 @@ import numpy as np
 import torch
 from sklearn.base import BaseEstimator, ClassifierMixin
 
+from siamtext.classify import attach, inputs, intent_folder, intent_index, logistic, storage
 from siamtext.classify import examples as ex
 from siamtext.classify import first_pass as fp
-from siamtext.classify import inputs, intent_folder, intent_index, logistic, storage
 from siamtext.classify.intent_answers import IntentAnswers
 from siamtext.classify.intent_folder import CONFIG_NAME, TENSORS_NAME  # noqa: F401
 from siamtext.classify.intent_index import LiveExamples
@@ -175,7 +175,7 @@ class IntentClassifier(IntentAnswers, LiveExamples, HubMixin, ClassifierMixin,
             check_similarity_threshold(self.threshold, "threshold")
         storage.json_label(self.unknown_label, "unknown_label")
         fp.check_params(self.first_pass, self.rerank_top, self.first_pass_margin)
-        intent_index.check_index(self.index)
+        attach.check_index(self.index)
         if self.index is not None and self.mode == "logistic" and self.C is None:
             raise ValueError("mode='logistic' with an index needs C=... (e.g. C=10): the index "
                              "keeps the examples, not the C cross-validation would choose, so a "

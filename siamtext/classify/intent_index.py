@@ -23,6 +23,7 @@ import torch
 
 from siamtext.classify import examples as ex
 from siamtext.classify import first_pass as fp
+from siamtext.classify.attach import open_index
 
 if TYPE_CHECKING:
     from siamtext.index import Index
@@ -31,41 +32,6 @@ if TYPE_CHECKING:
 
 #: One SELECT for every row: a read is one consistent view of the collection.
 _ALL = 1 << 62
-
-
-def check_index(index: object) -> None:
-    """Refuse an ``index`` that is not ``None``, a path or an open Index."""
-    from siamtext.index import Index
-
-    if index is None or isinstance(index, (str, Path, Index)):
-        return
-    raise TypeError(f"index must be a path (str or Path) or a siamtext.index.Index, got "
-                    f"{type(index).__name__}")
-
-
-def open_index(index: str | Path | Index, model: SiamText | None, dim: int | None,
-               readonly: bool = False) -> tuple[Index, bool]:
-    """The collection ``index`` names: an open :class:`Index` as given, or the one at a path
-    (created for ``model`` / ``dim`` when there is none and ``dim`` is known).
-
-    Returns:
-        ``(index, owned)``: ``owned`` when it was opened here (then the classifier closes it).
-
-    Raises:
-        FileNotFoundError: A path with no collection and no ``dim`` to create one with.
-    """
-    from siamtext.index import Index
-
-    if isinstance(index, Index):
-        return index, False
-    path = Path(index)
-    if readonly or dim is None:
-        if not path.exists():
-            raise FileNotFoundError(f"no collection at {path}: fit or add examples to create "
-                                    "one, or pass the path of an existing one")
-        return Index.open(path, model, readonly=readonly), True
-    return Index.create(path, model, dim=None if model is not None else dim,
-                        exist_ok=True), True
 
 
 def read_state(index: Index, device: torch.device, first_pass: StaticEncoder | None = None
