@@ -11,6 +11,7 @@ from siamtext.corpus import encode_file
 from siamtext.data import make_anchor_positives, make_pairs, make_triplets
 from siamtext.evaluation import IntentEvaluator, PairClassificationEvaluator, STSEvaluator
 from siamtext.hub import HubMixin, push_folder_to_hub
+from siamtext.index import Index  # faiss is imported on use
 from siamtext.model import SiamText
 from siamtext.model_card import ModelCardData, build_model_card
 from siamtext.recipes import Recipe, fit_fewshot, select_recipe
@@ -22,6 +23,7 @@ __all__ = [
     "DuplicateDetector",
     "Duplicates",
     "HubMixin",
+    "Index",
     "IntentClassifier",
     "IntentEvaluator",
     "ModelCardData",

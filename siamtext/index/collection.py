@@ -442,9 +442,15 @@ def _check_labels(labels: object, n: int) -> list[Label | None]:
 
 
 def _label(value: object, name: str) -> Label:
-    from siamtext.classify.storage import json_label
-
-    return json_label(value, name)
+    """A label as a JSON-safe ``str`` or ``int`` (numpy strings and integers included)."""
+    if isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be a string or an integer, got bool {value!r}")
+    if isinstance(value, (str, np.str_)):
+        return str(value)
+    if isinstance(value, (int, np.integer)):
+        return int(value)
+    raise TypeError(f"{name} must be a string or an integer, got {type(value).__name__}: "
+                    f"{value!r:.60}")
 
 
 def _check_metadata_list(metadata: object, n: int) -> list[dict | None]:
