@@ -385,3 +385,24 @@ def test_cascade_predicts_while_classes_change(tiny_model, static, split):
     editor.join()
     assert not errors
     assert clf.first_pass_examples_.shape[0] == len(X)
+
+
+def test_the_cascade_module_gives_the_estimators_answers(tiny_model, static, split, corpus):
+    from siamtext.classify import cascade
+
+    X, y, X_val, y_val, queries = split
+    clf = IntentClassifier(tiny_model, mode="knn", first_pass=static, rerank_top=3).fit(X, y)
+    assert cascade.fit_gate(clf, X_val, y_val, max_disagreement=0.1) is clf
+    assert clf.first_pass_margin_ is not None
+    assert cascade.predict(clf, queries).tolist() == clf.predict(queries).tolist()
+    answer, margin, allowed = cascade.static_answers(clf, queries)
+    assert clf.classes_[answer].tolist() == static_answers_by_hand(static, X, y, queries, "knn")
+    again = cascade.static_answers(clf, cascade.static_queries(clf, queries))[0]
+    assert again.tolist() == answer.tolist()
+    assert allowed.shape == (len(queries), 16) and (allowed.sum(axis=1) == 3).all()
+    assert (margin >= 0).all()
+    det = DuplicateDetector(tiny_model, threshold=0.96)
+    found = cascade.find_duplicates(det, corpus[:40], 0.96, first_pass=static, rerank_top=4,
+                                    first_pass_threshold=None)
+    assert found.pairs.tolist() == det.find_duplicates(corpus[:40], first_pass=static,
+                                                       rerank_top=4).pairs.tolist()

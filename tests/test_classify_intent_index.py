@@ -199,3 +199,22 @@ def test_an_index_without_labels_is_refused(tmp_path):
         IntentClassifier.open(tmp_path / "raw")
     # the refused collection was closed again: a writer may open it
     Index.open(tmp_path / "raw").close()
+
+
+def test_an_unread_classifier_says_how_to_read_its_collection(tmp_path):
+    from sklearn.exceptions import NotFittedError
+
+    IntentClassifier(index=tmp_path / "i").fit(X, Y).close()
+    with pytest.raises(NotFittedError, match=r"IntentClassifier.open\(index, model\)"):
+        IntentClassifier(index=tmp_path / "i").predict(Q)
+
+
+def test_integer_labels_round_trip(tmp_path):
+    clf = IntentClassifier(index=tmp_path / "i").fit(X, [2, 2, 1, 1, 3, 3])
+    clf.add_examples(D, 0)
+    before = clf.predict(Q)
+    clf.close()
+    again = IntentClassifier.open(tmp_path / "i")
+    assert again.classes_.tolist() == [1, 2, 3, 0]
+    np.testing.assert_array_equal(again.predict(Q), before)
+    again.close()

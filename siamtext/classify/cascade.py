@@ -95,7 +95,7 @@ def static_answers(clf: IntentClassifier, X: object
         ``rerank_top`` shortlist (``None`` without ``rerank_top``).
     """
     queries = X if isinstance(X, StaticQueries) else clf._static_queries(X)
-    return static_view(clf.state_, queries.embeddings, clf.mode, clf.rerank_top)
+    return static_view(clf._state(), queries.embeddings, clf.mode, clf.rerank_top)
 
 
 def predict(clf: IntentClassifier, X: object) -> np.ndarray:

@@ -40,8 +40,10 @@ class IntentAnswers:
         """The current snapshot (read once per call: every answer comes from it)."""
         state = self.__dict__.get("state_")
         if state is None:
+            hint = ("" if getattr(self, "index", None) is None else
+                    ", or read the stored examples with IntentClassifier.open(index, model)")
             raise NotFittedError("This IntentClassifier is not fitted yet; call fit(texts, "
-                                 "labels) or add_examples(texts, label) first.")
+                                 f"labels) or add_examples(texts, label) first{hint}.")
         return state
 
     def _check_fitted(self) -> None:
