@@ -155,3 +155,15 @@ def test_an_open_index_of_another_encoder_is_refused(tmp_path, tiny_model, tiny_
     with pytest.raises(ValueError, match="the index was filled by encoder .*pooling"):
         IntentClassifier.open(index, cls_pooled)
     index.close()
+
+
+def test_threads_checking_at_first_use_open_the_index_once(tmp_path):
+    from concurrent.futures import ThreadPoolExecutor
+
+    with DuplicateDetector(threshold=0.7, index=tmp_path / "q") as writer:
+        writer.add(embeddings=V)
+    det = DuplicateDetector(threshold=0.7, index=tmp_path / "q")
+    with ThreadPoolExecutor(4) as pool:
+        found = list(pool.map(lambda i: hits(det.check(V[i % 5])), range(16)))
+    assert found[0] == [(0, 1.0), (1, round(R, 5))] and found[5] == found[0]
+    det.close()

@@ -20,6 +20,7 @@ Example:
 
 from __future__ import annotations
 
+import threading
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -39,6 +40,7 @@ if TYPE_CHECKING:
 
 #: One SELECT for every row: a read is one consistent view of the collection.
 _ALL = 1 << 62
+_OPEN_LOCK = threading.Lock()
 
 
 def is_index(obj: object) -> bool:
@@ -96,9 +98,12 @@ class OnlineDuplicates:
         if self.index is None:
             raise ValueError("this DuplicateDetector has no index: build it with "
                              "DuplicateDetector(model, threshold, index=PATH or Index)")
-        index, owned = open_index(self.index, self.model, dim)
-        self.index_ = index
-        self.__dict__["_index_owned"] = owned
+        with _OPEN_LOCK:  # two threads' first use open it once
+            index = self.__dict__.get("index_")
+            if index is None:
+                index, owned = open_index(self.index, self.model, dim)
+                self.__dict__["_index_owned"] = owned
+                self.index_ = index
         return index
 
     def check(self, texts: str | Sequence[str] | object, *, k: int = 10,

@@ -103,14 +103,16 @@ class LiveExamples:
     def _attach(self, dim: int | None) -> Index | None:
         """The open collection of ``index`` (opened, or created once ``dim`` is known, on
         first use; its examples become the state). ``None`` while there is none yet."""
-        index = self.__dict__.get("index_")
-        if index is not None:
+        with ex.EDIT_LOCK:  # two threads' first use open it once
+            index = self.__dict__.get("index_")
+            if index is not None:
+                return index
+            if isinstance(self.index, (str, Path)) and dim is None and \
+                    not Path(self.index).exists():
+                return None
+            index, owned = open_index(self.index, self.model, dim)
+            self._take(index, owned)
             return index
-        if isinstance(self.index, (str, Path)) and dim is None and not Path(self.index).exists():
-            return None
-        index, owned = open_index(self.index, self.model, dim)
-        self._take(index, owned)
-        return index
 
     def _take(self, index: Index, owned: bool) -> None:
         """Hold ``index`` and read its examples; a collection opened here that cannot be
