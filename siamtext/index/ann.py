@@ -2,17 +2,22 @@
 
 Below :data:`IVF_FROM` items the vectors sit in a flat faiss index and every search is
 exact (one matrix-vector product over all of them). From there on an inverted-file index
-(``IndexIVFFlat``, inner product on unit vectors) keeps the full vectors in ``nlist`` lists
-and scans the ``nprobe`` lists nearest a query, so a search reads a few thousand vectors
-instead of a million; its scores are exact for what it finds. ``nlist`` follows the size
-(about ``2 sqrt(n)``), and ``nprobe`` is tuned, when the structure is built, to the
-shallowest depth at which a sample of stored items finds ``recall_target`` of its exact
-``k`` nearest (the same rule as :mod:`siamtext.classify.approximate`). As the collection
-grows past :data:`RETRAIN_GROWTH` times the size it was trained at, the owner rebuilds it.
+(``IndexIVFScalarQuantizer``, 8 bits per dimension, inner product on unit vectors) keeps the
+vectors in ``nlist`` lists and scans the ``nprobe`` lists nearest a query, so a search reads
+a few thousand vectors instead of a million. It proposes candidates (:data:`OVERFETCH` times
+``k``, at least ``k`` + 10); the owner scores them exactly with their float vectors from the
+rows and keeps the best ``k``, so every score returned is exact and only recall is
+approximate. 8-bit codes take a quarter of the float vectors' memory (384 bytes an item at 384
+dimensions, 0.36 GiB for a million), so the structure, its snapshot and its reload are four
+times smaller. ``nlist`` follows the size (about ``2 sqrt(n)``), and ``nprobe`` is tuned, when
+the structure is built, to the shallowest depth at which a sample of stored items finds
+``recall_target`` of its exact ``k`` nearest among the candidates (the same rule as
+:mod:`siamtext.classify.approximate`; the truth comes from the float vectors). As the
+collection grows past :data:`RETRAIN_GROWTH` times the size it was trained at, the owner
+rebuilds it.
 
 The ids of the faiss index are the items' own int64 ids (no id map over IVF: the IVF
-index's own ids with a hash-table direct map, which keeps removal and ``reconstruct`` fast
-and correct).
+index's own ids with a hash-table direct map, which keeps removal fast and correct).
 """
 
 from __future__ import annotations
@@ -37,6 +42,8 @@ IVF_FROM = 20_000
 RETRAIN_GROWTH = 4.0
 TUNE_QUERIES = 256
 TUNE_K = 10
+#: An IVF search asks for this many times ``k`` candidates (at least ``k`` + 10).
+OVERFETCH = 2
 #: Calls on fewer rows than this run on one thread (:func:`_threads_for`).
 SMALL_CALL = 1000
 _DEPTHS = (1, 2, 4, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512, 768, 1024)
@@ -57,8 +64,8 @@ class Structure:
     """A faiss index with what is needed to search it as it was tuned.
 
     Attributes:
-        index: ``IndexIDMap2(IndexFlatIP)`` (kind ``"flat"``) or ``IndexIVFFlat``
-            (kind ``"ivf"``).
+        index: ``IndexIDMap2(IndexFlatIP)`` (kind ``"flat"``: exact) or
+            ``IndexIVFScalarQuantizer`` with 8-bit codes (kind ``"ivf"``: candidates).
         kind: ``"flat"`` or ``"ivf"``.
         nprobe: Lists scanned per query (IVF).
         trained_n: Items the IVF index was trained at (0 for flat).
@@ -84,7 +91,9 @@ class Structure:
         dim = train.shape[1]
         nlist = min(nlist_for(n), max(1, len(train) // 39))  # faiss wants >= 39 per list
         quantizer = faiss.IndexFlatIP(dim)
-        index = faiss.IndexIVFFlat(quantizer, dim, nlist, faiss.METRIC_INNER_PRODUCT)
+        index = faiss.IndexIVFScalarQuantizer(quantizer, dim, nlist,
+                                              faiss.ScalarQuantizer.QT_8bit,
+                                              faiss.METRIC_INNER_PRODUCT, False)
         index.cp.seed = seed
         index.train(np.ascontiguousarray(train, dtype=np.float32))
         index.set_direct_map_type(faiss.DirectMap.Hashtable)
@@ -115,8 +124,9 @@ class Structure:
             return 0
         return int(self.index.remove_ids(np.ascontiguousarray(ids, dtype=np.int64)))
 
-    def reconstruct(self, ids: np.ndarray) -> np.ndarray:
-        return self.index.reconstruct_batch(np.ascontiguousarray(ids, dtype=np.int64))
+    def candidates(self, k: int) -> int:
+        """How many candidates a search for ``k`` asks this structure for."""
+        return k if self.kind == "flat" else max(OVERFETCH * k, k + 10)
 
     # ------------------------------------------------------------------ search
     def search(self, queries: np.ndarray, k: int, allowed: np.ndarray | None = None,
@@ -137,20 +147,20 @@ class Structure:
                 return self.index.search(q, k, params=faiss.SearchParameters(sel=sel))
             return self.index.search(q, k)
 
-    def tune(self, recall_target: float, rng: np.random.Generator, k: int = TUNE_K) -> None:
-        """Set ``nprobe`` to the shallowest depth at which a sample of stored items finds
-        ``recall_target`` of its ``k`` exact nearest others (an exhaustive scan of the same
-        index is the truth)."""
-        if self.kind != "ivf" or self.ntotal <= k + 1:
+    def tune(self, recall_target: float, queries: np.ndarray, query_ids: np.ndarray,
+             truth: np.ndarray) -> None:
+        """Set ``nprobe`` to the shallowest depth at which stored items ``query_ids`` (with
+        vectors ``queries``) find ``recall_target`` of their exact nearest others ``truth``
+        (``(m, k)`` ids, -1 padded) among their candidates."""
+        if self.kind != "ivf" or not len(queries):
             return
-        ids = _sample_ids(self.index, min(TUNE_QUERIES, self.ntotal), rng)
-        q = self.reconstruct(ids)
-        truth = _neighbours(self.search(q, k + 1, nprobe=self.nlist)[1], ids, k)
-        total = sum(len(t) for t in truth) or 1
+        k = truth.shape[1]
+        want = [set(row[row >= 0].tolist()) for row in truth]
+        total = sum(len(t) for t in want) or 1
         recall = 0.0
         for depth in [d for d in _DEPTHS if d < self.nlist] + [self.nlist]:
-            found = _neighbours(self.search(q, k + 1, nprobe=depth)[1], ids, k)
-            recall = sum(len(t & f) for t, f in zip(truth, found, strict=True)) / total
+            _, found = self.search(queries, self.candidates(k) + 1, nprobe=depth)
+            recall = sum(len(t & set(row.tolist())) for t, row in zip(want, found)) / total
             if recall >= recall_target:
                 break
         self.nprobe, self.recall = depth, recall
@@ -164,6 +174,11 @@ class Structure:
 
     def write(self, path: str) -> None:
         faiss_module().write_index(self.index, path)
+
+    def memory_bytes(self) -> int:
+        """About what the stored vectors take in memory (codes and ids)."""
+        per = self.index.code_size if self.kind == "ivf" else 4 * self.index.d
+        return self.ntotal * (per + 8)
 
     @classmethod
     def read(cls, path: str, settings: dict[str, Any]) -> Structure:
@@ -198,20 +213,23 @@ def _threads_for(rows: int) -> Iterator[None]:
         faiss.omp_set_num_threads(before)
 
 
-def _sample_ids(index: Any, n: int, rng: np.random.Generator) -> np.ndarray:
-    """``n`` ids stored in ``index``, at random (read from its lists or its id map)."""
-    faiss = faiss_module()
-    if hasattr(index, "invlists"):
-        inv, ids = index.invlists, []
-        for lst in range(inv.nlist):
-            size = inv.list_size(lst)
-            if size:
-                ids.append(faiss.rev_swig_ptr(inv.get_ids(lst), size).copy())
-        pool = np.concatenate(ids)
-    else:
-        pool = faiss.vector_to_array(index.id_map)
-    return rng.choice(pool, size=min(n, len(pool)), replace=False)
+class ExactTopK:
+    """The running exact ``k`` nearest (other) stored items of a few query items, merged
+    chunk by chunk while a structure is built from the rows (the truth its search depth is
+    tuned against, at the cost of one matrix product per chunk)."""
 
+    def __init__(self, queries: np.ndarray, query_ids: np.ndarray, k: int = TUNE_K) -> None:
+        self.queries, self.query_ids, self.k = queries, query_ids, k
+        self.scores = np.full((len(queries), k), -np.inf, dtype=np.float32)
+        self.ids = np.full((len(queries), k), -1, dtype=np.int64)
 
-def _neighbours(found: np.ndarray, ids: np.ndarray, k: int) -> list[set[int]]:
-    return [set(row[(row != i) & (row >= 0)][:k].tolist()) for row, i in zip(found, ids)]
+    def update(self, ids: np.ndarray, vectors: np.ndarray) -> None:
+        if not len(self.queries) or not len(ids):
+            return
+        sims = self.queries @ vectors.T
+        sims[self.query_ids[:, None] == ids[None, :]] = -np.inf  # not the item itself
+        both_s = np.concatenate([self.scores, sims], axis=1)
+        both_i = np.concatenate([self.ids, np.broadcast_to(ids, sims.shape)], axis=1)
+        top = np.argsort(-both_s, axis=1, kind="stable")[:, : self.k]
+        self.scores = np.take_along_axis(both_s, top, 1)
+        self.ids = np.where(np.isfinite(self.scores), np.take_along_axis(both_i, top, 1), -1)

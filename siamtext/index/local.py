@@ -40,7 +40,7 @@ import numpy as np
 
 from siamtext.failpoints import failpoint
 from siamtext.index import rows as rows_mod
-from siamtext.index.ann import IVF_FROM, RETRAIN_GROWTH, Structure
+from siamtext.index.ann import IVF_FROM, RETRAIN_GROWTH, TUNE_QUERIES, ExactTopK, Structure
 from siamtext.index.base import (
     Hit,
     IndexLockedError,
@@ -190,11 +190,17 @@ class LocalStore(Store):
         return None, -1
 
     def _build(self, conn: Any, count: int) -> Structure:
-        """A new structure over every row, read in ``conn``'s current transaction."""
+        """A new structure over every row, read in ``conn``'s current transaction. An IVF
+        structure is trained on a sample of the rows, and tuned against the exact neighbours
+        of some of them, found on the way as the rows stream past."""
+        truth = None
         if count >= self.ivf_from:
             rng = np.random.default_rng(self.seed)  # the same rows give the same structure
-            train = self.rows.sample(Structure.train_size(count), rng, conn)
+            ids, train = self.rows.sample(Structure.train_size(count), rng, conn)
             structure = Structure.ivf(train, count, seed=self.seed)
+            pick = rng.choice(len(ids), size=min(TUNE_QUERIES, len(ids)), replace=False)
+            truth = ExactTopK(train[pick].copy(), ids[pick])
+            del train
         else:
             structure = Structure.flat(self.dim)
         for ids, vecs in self.rows.changes(-1, conn):
@@ -202,7 +208,10 @@ class LocalStore(Store):
                 raise _Aborted
             if vecs is not None:
                 structure.add(ids, vecs)
-        structure.tune(self.recall_target, np.random.default_rng(self.seed))
+                if truth is not None:
+                    truth.update(ids, vecs)
+        if truth is not None:
+            structure.tune(self.recall_target, truth.queries, truth.query_ids, truth.ids)
         return structure
 
     def _apply(self, structure: Structure, conn: Any, after: int) -> int:
@@ -406,54 +415,32 @@ class LocalStore(Store):
                 if allowed is not None and s.kind == "ivf":  # fewer matches per list
                     share = len(allowed) / max(s.ntotal, 1)
                     nprobe = min(s.nlist, int(np.ceil((s.nprobe or 1) / max(share, 1e-9))))
-                scores, ids = s.search(queries, k, allowed, nprobe)
-            hits = self._hydrate(scores, ids, threshold, view if attempt < 2 else None)
+                _, ids = s.search(queries, s.candidates(k), allowed, nprobe)
+            hits = self._hydrate(queries, ids, k, threshold, view if attempt < 2 else None)
             if hits is not None:
                 return hits
-            self.refresh() if not self.writable else None
+            if not self.writable:
+                self.refresh()
         raise AssertionError("unreachable")  # the last attempt never retries
 
     def _search_rows(self, queries: np.ndarray, k: int, threshold: float | None,
                      allowed: np.ndarray) -> list[list[Hit]]:
         """Exact search over a small filtered set, read from the rows."""
         found = self.rows.rows(allowed.tolist(), with_embeddings=True)
-        ids = np.fromiter(found, dtype=np.int64, count=len(found))
-        mat = np.stack([found[int(i)][1].embedding for i in ids]) if len(ids) else \
-            np.zeros((0, self.dim), dtype=np.float32)
-        sims = queries @ mat.T
-        out = []
-        for row in sims:
-            top = np.lexsort((ids, -row))[:k]  # equal scores: the lower id first
-            hits = []
-            for j in top:
-                score = float(row[j])
-                if threshold is not None and score < threshold:
-                    break
-                item = found[int(ids[j])][1]
-                hits.append(Hit(item.id, score, item.text, item.label, item.metadata))
-            out.append(hits)
-        return out
+        return _ranked(queries, found, [list(found)] * len(queries), k, threshold)
 
-    def _hydrate(self, scores: np.ndarray, ids: np.ndarray, threshold: float | None,
-                 view: int | None) -> list[list[Hit]] | None:
-        """Hits with their rows; ``None`` when a row was written after ``view`` (the caller
-        catches up and searches again)."""
+    def _hydrate(self, queries: np.ndarray, ids: np.ndarray, k: int,
+                 threshold: float | None, view: int | None) -> list[list[Hit]] | None:
+        """The best ``k`` candidates of each query with their rows, scored exactly by their
+        float vectors; ``None`` when a row was written after ``view`` (the caller catches up
+        and searches again)."""
         wanted = np.unique(ids[ids >= 0])
-        found = self.rows.rows(wanted.tolist())
+        found = self.rows.rows(wanted.tolist(), with_embeddings=True)
         if view is not None and (len(found) < len(wanted) or
                                  any(seq > view for seq, _ in found.values())):
             return None
-        out = []
-        for srow, irow in zip(scores, ids):
-            hits = []
-            for score, i in zip(srow.tolist(), irow.tolist()):
-                if i < 0 or (threshold is not None and score < threshold) or i not in found:
-                    continue
-                item = found[i][1]
-                hits.append(Hit(i, float(score), item.text, item.label, item.metadata))
-            hits.sort(key=lambda h: (-h.score, h.id))  # equal scores: the lower id first
-            out.append(hits)
-        return out
+        per_query = [[i for i in row.tolist() if i >= 0] for row in ids]
+        return _ranked(queries, found, per_query, k, threshold)
 
     def stats(self) -> dict[str, Any]:
         with self._lock:
@@ -500,6 +487,29 @@ class _Aborted(Exception):
 
 
 # --------------------------------------------------------------------------- helpers
+def _ranked(queries: np.ndarray, found: dict[int, tuple[int, Item]],
+            candidates: list[list[int]], k: int, threshold: float | None) -> list[list[Hit]]:
+    """Each query's candidates scored by the exact cosine of their stored vectors, best
+    first (equal scores: the lower id first), at most ``k``, at or above ``threshold``."""
+    out = []
+    for q, cand in zip(queries, candidates):
+        cand = np.asarray([i for i in cand if i in found], dtype=np.int64)
+        if not len(cand):
+            out.append([])
+            continue
+        mat = np.stack([found[int(i)][1].embedding for i in cand])
+        scores = mat @ q
+        hits = []
+        for j in np.lexsort((cand, -scores))[:k]:
+            score = float(scores[j])
+            if threshold is not None and score < threshold:
+                break
+            item = found[int(cand[j])][1]
+            hits.append(Hit(item.id, score, item.text, item.label, item.metadata))
+        out.append(hits)
+    return out
+
+
 def _check_folder(location: str) -> Path:
     folder = Path(location)
     if folder.exists() and not folder.is_dir():

@@ -199,7 +199,8 @@ class Rows:
 
     def rows(self, ids: Sequence[int], with_embeddings: bool = False
              ) -> dict[int, tuple[int, Item]]:
-        """``id -> (seq, Item)`` for the ids that are stored."""
+        """``id -> (seq, Item)`` for the ids that are stored (with its ``embedding`` when
+        asked: re-ranking candidates reads them)."""
         conn, out = self.reader(), {}
         cols = "id, seq, text, label, metadata" + (", vector" if with_embeddings else "")
         for part in _chunks(list(ids)):
@@ -249,20 +250,18 @@ class Rows:
             yield ids, vecs.reshape(len(batch), -1)
 
     def sample(self, n: int, rng: np.random.Generator, conn: sqlite3.Connection | None = None
-               ) -> np.ndarray:
-        """Up to ``n`` stored vectors drawn by ``rng`` (to train a search structure): the
-        same rows and the same ``rng`` give the same sample."""
+               ) -> tuple[np.ndarray, np.ndarray]:
+        """Up to ``n`` stored ``(ids, vectors)`` drawn by ``rng`` (to train a search
+        structure), in id order: the same rows and the same ``rng`` give the same sample."""
         conn = conn or self.reader()
         ids = np.fromiter((r[0] for r in conn.execute("SELECT id FROM items ORDER BY id")),
                           dtype=np.int64)
-        if not len(ids):
-            return np.zeros((0, 0), dtype=np.float32)
         pick = np.sort(rng.choice(ids, size=min(n, len(ids)), replace=False))
         blobs = []
         for part in _chunks(pick):
             blobs += [r[0] for r in conn.execute(
                 f"SELECT vector FROM items WHERE id IN ({_marks(part)}) ORDER BY id", part)]
-        return np.frombuffer(b"".join(blobs), dtype=np.float32).reshape(len(blobs), -1)
+        return pick, np.frombuffer(b"".join(blobs), dtype=np.float32).reshape(len(blobs), -1)
 
 
 # --------------------------------------------------------------------------- helpers
