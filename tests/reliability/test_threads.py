@@ -136,30 +136,3 @@ def test_single_thread_restores_the_count_after_overlapping_callers():
         assert torch.get_num_threads() == 2 and seen == [2]
     finally:
         torch.set_num_threads(1)
-
-
-def test_a_slow_publish_is_never_seen_half_done(tiny_model, monkeypatch):
-    """Publishing is made slow on purpose (the classes first, a pause, then the rest): a
-    prediction during the pause must wait for the whole state. Without the state lock it
-    would score the new class list against the old prototypes."""
-    from siamtext.classify import intent
-
-    clf = IntentClassifier(tiny_model).fit(["I lost my card", "my card is gone", "hello", "hi"],
-                                           ["card", "card", "greet", "greet"])
-    real = intent.IntentClassifier._set_state
-    pausing = threading.Event()
-
-    def slow_set_state(self, classes, *args, **kwargs):
-        self.classes_ = classes
-        pausing.set()
-        time.sleep(0.3)
-        real(self, classes, *args, **kwargs)
-
-    monkeypatch.setattr(intent.IntentClassifier, "_set_state", slow_set_state)
-    editor = threading.Thread(target=clf.add_examples, args=(["book a table"], "booking"))
-    editor.start()
-    assert pausing.wait(10)
-    proba = clf.predict_proba(QUERIES)  # during the pause: waits for the whole new state
-    editor.join()
-    assert proba.shape == (len(QUERIES), 3)
-    np.testing.assert_array_equal(proba, clf.predict_proba(QUERIES))
