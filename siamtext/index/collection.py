@@ -189,7 +189,8 @@ class Index:
 
     def items(self, where: dict[str, Any] | None = None, with_embeddings: bool = False,
               batch_size: int = 1024) -> Iterator[Item]:
-        """Every item in id order, or those matching ``where`` (see :meth:`search`)."""
+        """Every item in id order, or those matching ``where`` (see :meth:`search`), all read
+        in one read transaction: writes made meanwhile are not seen, half or whole."""
         check_positive_int(batch_size, "batch_size")
         return self.store.iter_items(batch_size, with_embeddings, check_where(where))
 

@@ -215,6 +215,7 @@ class Rows:
         clause, params = where_sql(where)
         last, op = -(2**63), ">="
         conn = connect(self.path, False)  # its own: a generator may outlive a thread's turn
+        conn.execute("BEGIN")  # one read transaction: every batch from the same state
         try:
             while True:
                 batch = conn.execute(
@@ -226,7 +227,7 @@ class Rows:
                     yield _item(row, with_embeddings)
                 last, op = batch[-1][0], ">"
         finally:
-            conn.close()
+            conn.close()  # ends the read transaction
 
     def ids_where(self, where: dict[str, Any]) -> np.ndarray:
         clause, params = where_sql(where)

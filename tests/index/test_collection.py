@@ -201,3 +201,15 @@ def test_a_pure_embeddings_collection_refuses_a_model(tmp_path, tiny_model):
     Index.create(tmp_path / "c", dim=tiny_model.embedding_dim).close()
     with pytest.raises(ValueError, match="open it with model=None"):
         Index.open(tmp_path / "c", tiny_model)
+
+
+def test_iteration_reads_one_state_while_writes_go_on(tmp_path):
+    x = np.random.default_rng(0).standard_normal((50, 2)).astype(np.float32)
+    with Index.create(tmp_path / "c", dim=2) as idx:
+        idx.add(embeddings=x[:30])
+        items = idx.items(batch_size=7)
+        first = [next(items).id for _ in range(3)]
+        idx.add(embeddings=x[30:])  # in the middle of the iteration
+        idx.remove([29])
+        assert first + [i.id for i in items] == list(range(30))
+        assert [i.id for i in idx] == list(range(29)) + list(range(30, 50))
