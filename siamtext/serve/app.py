@@ -10,6 +10,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from siamtext.serve import errors, routes
+from siamtext.serve.batcher import Batcher
 from siamtext.serve.metrics import Metrics, MetricsMiddleware
 from siamtext.serve.security import BodyLimitMiddleware, load_keys
 from siamtext.serve.service import IndexSource, IntentsSource, ModelSource, Service
@@ -19,7 +20,8 @@ logger = logging.getLogger(__name__)
 
 
 def create_app(model: ModelSource, index: IndexSource = None, intents: IntentsSource = None,
-               settings: ServeSettings | None = None) -> FastAPI:
+               settings: ServeSettings | None = None, *,
+               batcher: type[Batcher] = Batcher) -> FastAPI:
     """A FastAPI app serving embeddings, duplicate checks and intents.
 
     The model, index and intents load on a background thread when the app starts (its
@@ -29,11 +31,14 @@ def create_app(model: ModelSource, index: IndexSource = None, intents: IntentsSo
     Args:
         model: A :class:`~siamtext.SiamText`, or a function returning one.
         index: An open :class:`~siamtext.index.Index`, or its folder (created when missing),
-            for the ``/duplicates`` routes; ``None`` for none.
+            or a function of the model that opens one, for the ``/duplicates`` routes;
+            ``None`` for none.
         intents: An :class:`~siamtext.classify.IntentClassifier`, or its saved folder (an
             empty classifier on ``model`` when missing, written there after each change), for
             the ``/intents`` routes; ``None`` for none.
         settings: Batching, limits, keys and CORS (:class:`ServeSettings`).
+        batcher: The batcher class (:class:`~siamtext.serve.batcher.Batcher`, one inference
+            thread; Ray Serve's integration passes one on ``@serve.batch``).
 
     Returns:
         The app; ``app.state.service`` holds what it serves.
@@ -47,7 +52,7 @@ def create_app(model: ModelSource, index: IndexSource = None, intents: IntentsSo
         raise TypeError(f"settings must be a ServeSettings, got {type(settings).__name__}")
     keys = load_keys(settings.api_keys) if settings.api_keys is not None else None
     metrics = Metrics()
-    service = Service(model, index, intents, settings, metrics)
+    service = Service(model, index, intents, settings, metrics, batcher)
     metrics.bind(service.queue_depth, service.index_items, service.intent_classes)
 
     @asynccontextmanager

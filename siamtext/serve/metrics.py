@@ -79,6 +79,12 @@ class Metrics:
         self.requests.labels(route, method, str(status)).inc()
         self.latency.labels(route).observe(seconds)
 
+    def batching(self) -> dict[str, float]:
+        """Model batches so far and the requests they held (for ``/info``)."""
+        samples = {s.name: s.value for s in self.batch_requests.collect()[0].samples}
+        return {"batches": int(samples.get("siamtext_batch_requests_count", 0)),
+                "requests": int(samples.get("siamtext_batch_requests_sum", 0))}
+
     def render(self) -> bytes:
         """The registry in the Prometheus text format."""
         return generate_latest(self.registry)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -30,7 +31,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 ModelSource = Union["SiamText", Callable[[], "SiamText"]]
-IndexSource = Union["Index", str, Path, None]
+IndexSource = Union["Index", str, Path, Callable[["SiamText"], "Index"], None]
 IntentsSource = Union["IntentClassifier", str, Path, None]
 
 
@@ -41,16 +42,22 @@ class Service:
         model: A :class:`~siamtext.SiamText`, or a function that loads one (called on a
             background thread at startup, so that ``/health`` answers while it loads).
         index: An open :class:`~siamtext.index.Index`, or a folder (opened with ``model``,
-            created when missing), or ``None`` for no duplicate routes.
+            created when missing), or a function of the loaded model that opens one (as
+            ``lambda model: Index.open(uri, model, readonly=True)``), or ``None`` for no
+            duplicate routes.
         intents: An :class:`~siamtext.classify.IntentClassifier`, or the folder of a saved one
             (loaded; a missing folder starts an empty classifier on ``model``, written there
             after each change), or ``None`` for no intent routes.
         settings: The batching settings.
         metrics: Where batches are counted.
+        batcher: The class of the batchers (a :class:`Batcher` or one with its constructor
+            and methods; :mod:`siamtext.integrations.ray_serve` gives one on ``@serve.batch``).
     """
 
     def __init__(self, model: ModelSource, index: IndexSource, intents: IntentsSource,
-                 settings: ServeSettings, metrics: Metrics) -> None:
+                 settings: ServeSettings, metrics: Metrics,
+                 batcher: type[Batcher] = Batcher) -> None:
+        self._batcher_class = batcher
         self._sources = (model, index, intents)
         self.settings = settings
         self.metrics = metrics
@@ -104,6 +111,11 @@ class Service:
 
         if isinstance(index, Index):
             return index
+        if callable(index):
+            opened = index(self.model)
+            if not isinstance(opened, Index):
+                raise TypeError(f"index must return an Index, got {type(opened).__name__}")
+            return opened
         return Index.create(Path(index), self.model, exist_ok=True)
 
     def _open_intents(self, intents: IntentsSource) -> IntentClassifier:
@@ -137,10 +149,11 @@ class Service:
             batcher = self._batchers.get(id(encoder))
             if batcher is None:
                 s = self.settings
-                batcher = Batcher(encoder, max_batch_tokens=s.max_batch_tokens,
-                                  max_batch_requests=s.max_batch_requests,
-                                  max_wait_ms=s.max_wait_ms, max_queue=s.max_queue,
-                                  on_batch=self.metrics.on_batch, on_drop=self.metrics.on_drop)
+                batcher = self._batcher_class(
+                    encoder, max_batch_tokens=s.max_batch_tokens,
+                    max_batch_requests=s.max_batch_requests, max_wait_ms=s.max_wait_ms,
+                    max_queue=s.max_queue, on_batch=self.metrics.on_batch,
+                    on_drop=self.metrics.on_drop)
                 batcher.start()
                 self._batchers[id(encoder)] = batcher
             return batcher
@@ -153,6 +166,11 @@ class Service:
             return len(self.index) if self.index is not None and not self.closed else 0
         except Exception:  # noqa: BLE001 - a scrape never fails on this
             return 0
+
+    @property
+    def index_readonly(self) -> bool:
+        """Whether the index was opened read-only (it then catches up before searches)."""
+        return self.index is not None and not self.index.store.writable
 
     def intent_classes(self) -> int:
         clf = self.intents
@@ -182,6 +200,7 @@ class Service:
         import siamtext
 
         out: dict[str, Any] = {"version": siamtext.__version__, "ready": self.ready,
+                               "pid": os.getpid(), "batching": self.metrics.batching(),
                                "settings": self.settings.public()}
         m = self.model
         if m is not None:
@@ -189,7 +208,8 @@ class Service:
                             "backend": m.backend, "file_name": m.file_name,
                             "max_seq_length": m.max_seq_length, "device": str(m.device)}
         if self.index is not None:
-            out["index"] = {"items": self.index_items(), "dim": self.index.dim}
+            out["index"] = {"items": self.index_items(), "dim": self.index.dim,
+                            "readonly": self.index_readonly}
         clf = self.intents
         if clf is not None:
             fitted = hasattr(clf, "classes_")

@@ -54,6 +54,8 @@ def test_info(client, tiny_model):
     assert info["model"]["backend"] == "torch"
     assert info["settings"]["max_texts"] == 256 and info["settings"]["keys_required"] is False
     assert "index" not in info and "intents" not in info
+    client.post("/embed", json={"inputs": ["a", "b"]})
+    assert client.get("/info").json()["batching"] == {"batches": 1, "requests": 1}
 
 
 def _sample(text: str, name: str, labels: str = "") -> float:

@@ -99,6 +99,8 @@ async def check(body: CheckRequest, request: Request) -> CheckResponse:
     threshold = s.duplicate_threshold if body.threshold is None else body.threshold
     emb, _ = await embed_texts(service, _encoder(service, index), texts,
                                receive=request.receive)
+    if service.index_readonly:  # catch up with what the writing process stored
+        await asyncio.to_thread(index.refresh)
     try:
         hits = await asyncio.to_thread(index.search, emb, body.k, None, body.where)
     except (TypeError, ValueError) as err:
@@ -137,6 +139,8 @@ async def add(body: AddRequest, request: Request) -> AddResponse:
             raise ApiError(status, str(err), "items") from None
         except TypeError as err:
             raise ApiError(422, str(err), "items") from None
+        except PermissionError:
+            raise ApiError(403, "this server's index is read-only") from None
     return AddResponse(ids=out, items=service.index_items())
 
 
@@ -166,4 +170,6 @@ async def delete(request: Request,
             await asyncio.to_thread(index.remove, item_id)
         except KeyError:
             raise ApiError(404, f"no item has id {item_id}", "item_id") from None
+        except PermissionError:
+            raise ApiError(403, "this server's index is read-only") from None
     return DeleteResponse(deleted=item_id, items=service.index_items())
