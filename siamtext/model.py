@@ -615,3 +615,14 @@ class SiamText(HubMixin, nn.Module):
         from siamtext.static import distill_static
 
         return distill_static(self, pca_dims=pca_dims, **kwargs)
+
+    def distill(self, texts: Sequence[str], layers: int | Sequence[int] = 3,
+                **kwargs: Any) -> SiamText:
+        """A student with fewer transformer layers (a count spread evenly, or indices),
+        trained on ``texts`` to give this model's embeddings; this model is not changed. See
+        :func:`siamtext.training.distill.distill` for the arguments (``loss="mse"``,
+        ``eval_size``, ``epochs``, ``max_time``, ``output_dir``...).
+        """
+        from siamtext.training.distill import distill
+
+        return distill(self, texts, layers, **kwargs)

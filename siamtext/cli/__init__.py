@@ -20,6 +20,7 @@ SUBCOMMANDS = {
     "export": "export",
     "serve": "serve",
     "index": "index",
+    "distill": "distill",
 }
 
 
