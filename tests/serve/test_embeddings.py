@@ -87,3 +87,19 @@ def test_similarity_needs_sentences(client):
     r = client.post("/similarity", json={"inputs": {"source_sentence": "a", "sentences": []}})
     assert r.status_code == 422
     assert r.json()["error"]["field"] == "inputs.sentences"
+
+
+def test_an_onnx_int8_model_is_served(make_client, tiny_model, tmp_path):
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnx")
+    from siamtext import SiamText
+
+    int8 = tiny_model.export("onnx", path=tmp_path / "onnx", quantize="int8")
+    model = SiamText(tmp_path / "onnx", backend="onnx", file_name=int8.name)
+    client = make_client(model=model)
+    texts = ["I lost my card", "where is my parcel", "hi"]
+    r = client.post("/embed", json={"inputs": texts})
+    assert r.status_code == 200
+    np.testing.assert_allclose(np.asarray(r.json()), model.encode(texts), atol=1e-5)
+    info = client.get("/info").json()["model"]
+    assert info["backend"] == "onnx" and info["file_name"] == int8.name
