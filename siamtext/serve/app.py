@@ -13,7 +13,13 @@ from siamtext.serve import errors, routes
 from siamtext.serve.batcher import Batcher
 from siamtext.serve.metrics import Metrics, MetricsMiddleware
 from siamtext.serve.security import BodyLimitMiddleware, load_keys
-from siamtext.serve.service import IndexSource, IntentsSource, ModelSource, Service
+from siamtext.serve.service import (
+    ArrivalMiddleware,
+    IndexSource,
+    IntentsSource,
+    ModelSource,
+    Service,
+)
 from siamtext.serve.settings import ServeSettings
 
 logger = logging.getLogger(__name__)
@@ -84,6 +90,7 @@ def create_app(model: ModelSource, index: IndexSource = None, intents: IntentsSo
     errors.install(app)
     for module in routes.MODULES:
         app.include_router(module.router)
+    app.add_middleware(ArrivalMiddleware, service=service)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     if settings.cors_origins:
         from fastapi.middleware.cors import CORSMiddleware

@@ -1,7 +1,8 @@
 """Dynamic batching: concurrent requests merged into model batches on one inference thread.
 
 A request's texts are tokenised by the caller and queued as one job. The inference thread
-takes the first job, waits up to ``max_wait_ms`` for others to join, then takes jobs in
+takes the first job, waits up to ``max_wait_ms`` for others to join (only while requests are
+on their way: with an ``arriving`` count that says none is, it goes at once), then takes jobs in
 arrival order while their tokens fit ``max_batch_tokens`` and they number at most
 ``max_batch_requests`` (the first job always goes, however long). The merged texts are sorted
 by length and embedded in forward passes of at most ``max_batch_tokens`` padded tokens, so
@@ -89,12 +90,16 @@ class Batcher:
         on_batch: Called on the worker thread after each batch with its
             :class:`BatchStats`.
         on_drop: Called on the worker thread with the number of jobs dropped.
+        arriving: How many requests are on their way to :meth:`submit` (received, not yet
+            queued); the wait for company ends as soon as it says 0. ``None``: wait the full
+            ``max_wait_ms``.
     """
 
     def __init__(self, model: SiamText, *, max_batch_tokens: int = 16384,
-                 max_batch_requests: int = 64, max_wait_ms: float = 2.0, max_queue: int = 1024,
+                 max_batch_requests: int = 64, max_wait_ms: float = 5.0, max_queue: int = 1024,
                  on_batch: Callable[[BatchStats], None] | None = None,
-                 on_drop: Callable[[int], None] | None = None) -> None:
+                 on_drop: Callable[[int], None] | None = None,
+                 arriving: Callable[[], int] | None = None) -> None:
         self.model = model
         self.max_batch_tokens = max_batch_tokens
         self.max_batch_requests = max_batch_requests
@@ -102,6 +107,7 @@ class Batcher:
         self.max_queue = max_queue
         self.on_batch = on_batch
         self.on_drop = on_drop
+        self.arriving = arriving
         self._queue: deque[Job] = deque()
         self._cond = threading.Condition()
         self._stopping = False
@@ -187,9 +193,9 @@ class Batcher:
                         or sum(j.tokens for j in self._queue) >= self.max_batch_tokens):
                     break
                 left = deadline - time.perf_counter()
-                if left <= 0:
+                if left <= 0 or (self.arriving is not None and self.arriving() <= 0):
                     break
-                self._cond.wait(left)
+                self._cond.wait(min(left, 0.0005) if self.arriving is not None else left)
             batch: list[Job] = []
             tokens = 0
             while self._queue and len(batch) < self.max_batch_requests:

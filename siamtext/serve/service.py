@@ -71,6 +71,8 @@ class Service:
         self.load_error: str | None = None
         self.closed = False
         self.write_lock = asyncio.Lock()
+        #: Requests received that may embed and have not reached a batcher yet.
+        self.arriving = 0
         self._batchers: dict[int, Batcher] = {}
         self._lock = threading.Lock()
         #: Called (on the loading thread) when loading fails; ``siamtext serve`` stops then.
@@ -153,10 +155,15 @@ class Service:
                     encoder, max_batch_tokens=s.max_batch_tokens,
                     max_batch_requests=s.max_batch_requests, max_wait_ms=s.max_wait_ms,
                     max_queue=s.max_queue, on_batch=self.metrics.on_batch,
-                    on_drop=self.metrics.on_drop)
+                    on_drop=self.metrics.on_drop, arriving=lambda: self.arriving)
                 batcher.start()
                 self._batchers[id(encoder)] = batcher
             return batcher
+
+    def arrived(self, scope: dict) -> None:
+        """A request stops counting as on its way to a batcher (once, whatever calls it)."""
+        if scope.pop(_ARRIVING, False):
+            self.arriving -= 1
 
     def queue_depth(self) -> int:
         return sum(b.depth for b in self._batchers.values())
@@ -233,12 +240,13 @@ def _same_encoder(a: SiamText, b: SiamText) -> bool:
 
 
 async def embed_texts(service: Service, encoder: SiamText, texts: list[str], *,
-                      normalize: bool = True, receive: Callable | None = None
+                      normalize: bool = True, request: Any = None
                       ) -> tuple[np.ndarray, int]:
     """Embed ``texts`` through the encoder's batcher: ``(embeddings, tokens)``.
 
-    With ``receive`` (the request's ASGI receive), a client that disconnects while queued is
-    dropped from the queue (answered 499, which no one reads).
+    With ``request`` (a Starlette request), a client that disconnects while queued is
+    dropped from the queue (answered 499, which no one reads), and the request stops counting
+    as arriving once it is queued.
     """
     import time
 
@@ -252,6 +260,9 @@ async def embed_texts(service: Service, encoder: SiamText, texts: list[str], *,
         ids = batcher.tokenize(texts)
     service.metrics.stage.labels("tokenize").observe(time.perf_counter() - start)
     tokens = sum(len(x) for x in ids)
+    receive = request.receive if request is not None else None
+    if request is not None:
+        service.arrived(request.scope)
     if not ids:
         return np.zeros((0, encoder.embedding_dim), dtype=np.float32), 0
     retry = {"Retry-After": str(service.settings.retry_after_s)}
@@ -280,6 +291,30 @@ async def embed_texts(service: Service, encoder: SiamText, texts: list[str], *,
         if watch is not None:
             watch.cancel()
     return (normalize_rows(emb) if normalize else emb), tokens
+
+
+_ARRIVING = "siamtext.arriving"
+
+
+class ArrivalMiddleware:
+    """ASGI middleware counting the POST requests on their way to a batcher, so that a batch
+    waits for company only while some is coming (:class:`~siamtext.serve.batcher.Batcher`'s
+    ``arriving``)."""
+
+    def __init__(self, app: Callable, service: Service) -> None:
+        self.app = app
+        self.service = service
+
+    async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
+        if scope["type"] != "http" or scope.get("method") != "POST":
+            await self.app(scope, receive, send)
+            return
+        scope[_ARRIVING] = True
+        self.service.arriving += 1
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            self.service.arrived(scope)
 
 
 async def _disconnected(receive: Callable) -> None:

@@ -16,8 +16,9 @@ class ServeSettings:
             while their tokens fit (one request alone may exceed it), and each forward pass
             holds at most this many padded tokens.
         max_batch_requests: Most requests merged into one batch.
-        max_wait_ms: How long the first queued request waits for others to join its batch
-            (0: take only what is queued when the model is free).
+        max_wait_ms: How long a batch waits for more requests while some are on their way
+            (received, not yet queued); it never waits when none is (0: take only what is
+            queued when the model is free).
         max_queue: Most requests waiting for the model; one more gets 429 with Retry-After.
         max_body_bytes: Largest request body (413 above it).
         max_texts: Most texts in one request (413 above it).
@@ -33,7 +34,7 @@ class ServeSettings:
 
     max_batch_tokens: int = 16384
     max_batch_requests: int = 64
-    max_wait_ms: float = 2.0
+    max_wait_ms: float = 5.0
     max_queue: int = 1024
     max_body_bytes: int = 2 * 1024 * 1024
     max_texts: int = 256

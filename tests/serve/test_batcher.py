@@ -250,3 +250,35 @@ def test_a_client_that_goes_away_is_dropped_from_the_queue(tiny_model, monkeypat
     assert after.status_code == 200
     assert app.state.metrics.dropped._value.get() == 1
     assert len(threads) == 2  # the busy request and the one after; not the dropped one
+
+
+def test_no_wait_when_nothing_is_on_its_way(tiny_model):
+    rec = _Recorder()
+    batcher = Batcher(tiny_model, on_batch=rec.on_batch, max_wait_ms=1000, arriving=lambda: 0)
+    batcher.start()
+
+    async def go():
+        job = batcher.submit([[101, 5, 102]])
+        start = asyncio.get_running_loop().time()
+        await asyncio.wait_for(job.future, 30)
+        return asyncio.get_running_loop().time() - start
+
+    took = asyncio.run(go())
+    batcher.stop()
+    assert took < 0.5  # not the 1 s wait
+    assert [b.queue_seconds[0] < 0.5 for b in rec.batches] == [True]
+
+
+def test_arrivals_are_counted_until_queued(tiny_model):
+    app = create_app(tiny_model)
+    seen = []
+
+    async def go(c):
+        await asyncio.gather(*[c.post("/embed", json={"inputs": f"t {i}"}) for i in range(8)])
+        seen.append(app.state.service.arriving)
+        await c.post("/embed", json={"inputs": []})  # refused before the batcher
+        await c.post("/duplicates/check", json={"texts": "a"})  # no index: 404
+        seen.append(app.state.service.arriving)
+
+    asyncio.run(_with_app(app, go))
+    assert seen == [0, 0]

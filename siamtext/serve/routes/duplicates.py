@@ -98,7 +98,7 @@ async def check(body: CheckRequest, request: Request) -> CheckResponse:
     index = service.require_index()
     threshold = s.duplicate_threshold if body.threshold is None else body.threshold
     emb, _ = await embed_texts(service, _encoder(service, index), texts,
-                               receive=request.receive)
+                               request=request)
     if service.index_readonly:  # catch up with what the writing process stored
         await asyncio.to_thread(index.refresh)
     try:
@@ -127,7 +127,7 @@ async def add(body: AddRequest, request: Request) -> AddResponse:
     ids = [i.id for i in body.items] if all(given) else None
     index = service.require_index()
     emb, _ = await embed_texts(service, _encoder(service, index), texts,
-                               receive=request.receive)
+                               request=request)
     labels = [i.label for i in body.items]
     metadata = [i.metadata for i in body.items]
     async with service.write_lock:

@@ -85,7 +85,7 @@ async def embed_request(request: Request, texts: object, field: str,
     texts = check_request_texts(texts, field, s.max_texts, s.max_chars)
     service.require_ready()
     emb, tokens = await embed_texts(service, service.model, texts, normalize=normalize,
-                                    receive=request.receive)
+                                    request=request)
     return texts, emb, tokens
 
 

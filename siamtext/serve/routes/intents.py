@@ -119,7 +119,7 @@ async def predict(body: PredictRequest, request: Request) -> PredictResponse:
     if clf.first_pass is not None:  # a cascade needs the texts themselves
         X: object = texts
     else:
-        X, _ = await embed_texts(service, _encoder(service), texts, receive=request.receive)
+        X, _ = await embed_texts(service, _encoder(service), texts, request=request)
 
     def score() -> tuple:
         labels, probas = clf.top_k(X, body.k)
@@ -149,7 +149,7 @@ async def add_examples(body: ExamplesRequest, request: Request,
     value = _label(service, label)
     if value == clf.unknown_label:
         raise ApiError(422, f"label: {label!r} is the label of out-of-scope answers", "label")
-    emb, _ = await embed_texts(service, _encoder(service), texts, receive=request.receive)
+    emb, _ = await embed_texts(service, _encoder(service), texts, request=request)
     X = texts if clf.first_pass is not None else emb
     async with service.write_lock:
         try:
