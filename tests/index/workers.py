@@ -57,18 +57,20 @@ def writer(log: int, path: str, seed: int, batch: int = 10, dim: int = 8,
 
 
 def reader(log: int, path: str, seconds: float, batch: int) -> None:
-    """Refresh and search for ``seconds``: every count and every search (k above the size)
-    must hold whole batches only. (A background rebuild may move the view forward between
-    two calls, so each call is checked on its own.)"""
-    idx = Index.open(path, readonly=True, **OPTIONS)
+    """Refresh and search for ``seconds``: every count, every iteration and every exact
+    search (k above the size) must hold whole batches only. (The reader searches exactly,
+    with its own ``ivf_from``, so that a search with a large k returns every item; a
+    background rebuild could move the view between two calls, so each is checked alone.)"""
+    idx = Index.open(path, readonly=True, **{**OPTIONS, "ivf_from": 10**9})
     checks, largest, q = 0, 0, vectors(1, 1, 8)[0]
     end = time.monotonic() + seconds
     while time.monotonic() < end:
         idx.refresh()
         n = len(idx)
         found = len(idx.search(q, k=10_000))
-        if n % batch or found % batch:
-            say(log, f"torn view: {n} items, {found} found")
+        listed = sum(1 for _ in idx.items())
+        if n % batch or found % batch or listed % batch:
+            say(log, f"torn view: {n} items, {found} found, {listed} listed")
             os._exit(3)
         largest = max(largest, n)
         checks += 1
