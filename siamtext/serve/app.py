@@ -11,15 +11,10 @@ from fastapi import FastAPI
 
 from siamtext.serve import errors, routes
 from siamtext.serve.batcher import Batcher
+from siamtext.serve.embed import ArrivalMiddleware
 from siamtext.serve.metrics import Metrics, MetricsMiddleware
 from siamtext.serve.security import BodyLimitMiddleware, load_keys
-from siamtext.serve.service import (
-    ArrivalMiddleware,
-    IndexSource,
-    IntentsSource,
-    ModelSource,
-    Service,
-)
+from siamtext.serve.service import IndexSource, IntentsSource, ModelSource, Service
 from siamtext.serve.settings import ServeSettings
 
 logger = logging.getLogger(__name__)

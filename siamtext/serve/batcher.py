@@ -142,7 +142,8 @@ class Batcher:
 
     def submit(self, ids: list[list[int]]) -> Job:
         """Queue token ids; ``await job.future`` gives their ``(n, dim)`` pooled embeddings
-        (not normalised). Call from the event loop.
+        (not normalised); ``job.cancel()`` drops it if it has not reached the model. Call
+        from the event loop.
 
         Raises:
             QueueFullError: If ``max_queue`` requests wait already.
@@ -158,20 +159,6 @@ class Batcher:
             self._queue.append(job)
             self._cond.notify()
         return job
-
-    async def embed(self, ids: list[list[int]], normalize: bool = True) -> np.ndarray:
-        """Embed token ids through the queue: ``(n, dim)`` float32, normalised if asked.
-
-        A cancelled caller (its task cancelled) drops the job from the queue."""
-        if not ids:
-            return np.zeros((0, self.model.embedding_dim), dtype=np.float32)
-        job = self.submit(ids)
-        try:
-            emb = await job.future
-        except asyncio.CancelledError:
-            job.cancel()
-            raise
-        return normalize_rows(emb) if normalize else emb
 
     # ------------------------------------------------------------------ worker
     def _take(self) -> list[Job] | None:

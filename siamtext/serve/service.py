@@ -16,9 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Union
 
-import numpy as np
-
-from siamtext.serve.batcher import Batcher, normalize_rows
+from siamtext.serve.batcher import Batcher
 from siamtext.serve.errors import ApiError
 from siamtext.serve.settings import ServeSettings
 
@@ -29,6 +27,9 @@ if TYPE_CHECKING:
     from siamtext.serve.metrics import Metrics
 
 logger = logging.getLogger(__name__)
+
+#: The ASGI scope key marking a request counted in :attr:`Service.arriving`.
+ARRIVING = "siamtext.arriving"
 
 ModelSource = Union["SiamText", Callable[[], "SiamText"]]
 IndexSource = Union["Index", str, Path, Callable[["SiamText"], "Index"], None]
@@ -162,7 +163,7 @@ class Service:
 
     def arrived(self, scope: dict) -> None:
         """A request stops counting as on its way to a batcher (once, whatever calls it)."""
-        if scope.pop(_ARRIVING, False):
+        if scope.pop(ARRIVING, False):
             self.arriving -= 1
 
     def queue_depth(self) -> int:
@@ -237,86 +238,3 @@ def _same_encoder(a: SiamText, b: SiamText) -> bool:
     from siamtext.index import fingerprint as fp
 
     return not fp.differences(fp.fingerprint(a), fp.fingerprint(b))
-
-
-async def embed_texts(service: Service, encoder: SiamText, texts: list[str], *,
-                      normalize: bool = True, request: Any = None
-                      ) -> tuple[np.ndarray, int]:
-    """Embed ``texts`` through the encoder's batcher: ``(embeddings, tokens)``.
-
-    With ``request`` (a Starlette request), a client that disconnects while queued is
-    dropped from the queue (answered 499, which no one reads), and the request stops counting
-    as arriving once it is queued.
-    """
-    import time
-
-    from siamtext.serve.batcher import BatcherStoppedError, QueueFullError
-
-    batcher = service.batcher_for(encoder)
-    start = time.perf_counter()
-    if sum(len(t) for t in texts) > 4096:  # a long tokenisation stays off the event loop
-        ids = await asyncio.to_thread(batcher.tokenize, texts)
-    else:
-        ids = batcher.tokenize(texts)
-    service.metrics.stage.labels("tokenize").observe(time.perf_counter() - start)
-    tokens = sum(len(x) for x in ids)
-    receive = request.receive if request is not None else None
-    if request is not None:
-        service.arrived(request.scope)
-    if not ids:
-        return np.zeros((0, encoder.embedding_dim), dtype=np.float32), 0
-    retry = {"Retry-After": str(service.settings.retry_after_s)}
-    try:
-        job = batcher.submit(ids)
-    except QueueFullError as err:
-        service.metrics.rejected.inc()
-        raise ApiError(429, f"the server is busy: {err}; retry later", None, retry) from None
-    except BatcherStoppedError as err:
-        raise ApiError(503, str(err), None, retry) from None
-    watch = asyncio.ensure_future(_disconnected(receive)) if receive is not None else None
-    try:
-        if watch is None:
-            emb = await job.future
-        else:
-            done, _ = await asyncio.wait({job.future, watch},
-                                         return_when=asyncio.FIRST_COMPLETED)
-            if job.future not in done:
-                job.cancel()
-                raise ApiError(499, "the client closed the request")
-            emb = job.future.result()
-    except asyncio.CancelledError:
-        job.cancel()
-        raise
-    finally:
-        if watch is not None:
-            watch.cancel()
-    return (normalize_rows(emb) if normalize else emb), tokens
-
-
-_ARRIVING = "siamtext.arriving"
-
-
-class ArrivalMiddleware:
-    """ASGI middleware counting the POST requests on their way to a batcher, so that a batch
-    waits for company only while some is coming (:class:`~siamtext.serve.batcher.Batcher`'s
-    ``arriving``)."""
-
-    def __init__(self, app: Callable, service: Service) -> None:
-        self.app = app
-        self.service = service
-
-    async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
-        if scope["type"] != "http" or scope.get("method") != "POST":
-            await self.app(scope, receive, send)
-            return
-        scope[_ARRIVING] = True
-        self.service.arriving += 1
-        try:
-            await self.app(scope, receive, send)
-        finally:
-            self.service.arrived(scope)
-
-
-async def _disconnected(receive: Callable) -> None:
-    while (await receive())["type"] != "http.disconnect":
-        pass

@@ -14,10 +14,10 @@ from typing import Any
 from fastapi import APIRouter, Depends, Path, Request
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
 
+from siamtext.serve.embed import embed_texts
 from siamtext.serve.errors import ApiError
 from siamtext.serve.routes.embeddings import service_of
 from siamtext.serve.security import check_request_texts, require
-from siamtext.serve.service import embed_texts
 
 router = APIRouter(tags=["duplicates"])
 _INT64 = 2**63 - 1

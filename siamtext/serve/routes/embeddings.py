@@ -17,9 +17,10 @@ import numpy as np
 from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr
 
+from siamtext.serve.embed import embed_texts
 from siamtext.serve.errors import ApiError
 from siamtext.serve.security import check_request_texts, require
-from siamtext.serve.service import Service, embed_texts
+from siamtext.serve.service import Service
 
 router = APIRouter(dependencies=[Depends(require("read"))], tags=["embeddings"])
 

@@ -17,10 +17,11 @@ from fastapi import APIRouter, Depends, Request
 from fastapi import Path as PathParam
 from pydantic import BaseModel, ConfigDict, Field, StrictStr
 
+from siamtext.serve.embed import embed_texts
 from siamtext.serve.errors import ApiError
 from siamtext.serve.routes.embeddings import service_of
 from siamtext.serve.security import check_request_texts, require
-from siamtext.serve.service import Service, embed_texts
+from siamtext.serve.service import Service
 
 router = APIRouter(tags=["intents"])
 
