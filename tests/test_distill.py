@@ -13,6 +13,7 @@ from siamtext.training.distill import distill, reduce_layers
 from siamtext.training.distill_loss import EmbeddingDistillationLoss, embedding_distillation_loss
 from siamtext.training.distill_trainer import TargetCollator, agreement, target_rows
 from siamtext.training.layer_select import check_layers, spread_layers
+from siamtext.training.projection import ProjectedSiamText, pca_projection
 
 TEXTS = ["How do I reset my password?", "I forgot my password", "card declined"]
 
@@ -320,3 +321,87 @@ def test_the_method_delegates(teacher6):
     assert isinstance(student, SiamText) and student is not teacher6
     assert student.transformer.config.num_hidden_layers == 1
 
+
+
+# ---------------------------------------------------------------------- width reduction
+def test_pca_projection_by_hand():
+    # spread 2 along e0, 1 along e1, none along e2; every row offset by 5 along e2
+    x = np.array([[2, 0, 5], [-2, 0, 5], [0, 1, 5], [0, -1, 5]], dtype=np.float32)
+    weight, bias = pca_projection(x, 2)
+    assert np.allclose(weight, [[1, 0, 0], [0, 1, 0]], atol=1e-6)
+    assert np.array_equal(bias, [0.0, 0.0])  # no centring: cosines stay the teacher's
+    with pytest.raises(ValueError, match="at most 3 components"):
+        pca_projection(x, 4)
+
+
+def test_from_model_projects_after_pooling(teacher6):
+    model = reduce_layers(teacher6, 2)
+    pooled = model.encode(TEXTS, normalize=False)
+    eye = np.eye(5, model.embedding_dim, dtype=np.float32)  # keep the first 5 dimensions
+    projected = ProjectedSiamText.from_model(model, eye, np.ones(5, dtype=np.float32))
+    assert projected is model and projected.embedding_dim == 5
+    assert projected.transformer_dim == teacher6.embedding_dim
+    assert np.allclose(projected.encode(TEXTS, normalize=False), pooled[:, :5] + 1, atol=1e-6)
+    with pytest.raises(TypeError, match="plain SiamText"):
+        ProjectedSiamText.from_model(projected, eye, np.zeros(5))
+
+
+@pytest.fixture(scope="module")
+def narrow_student(sharp_teacher, corpus):
+    return distill(sharp_teacher, corpus, 2, dims=8, epochs=2, batch_size=16,
+                   learning_rate=3e-3, show_progress=False)
+
+
+def test_narrow_student_trains(narrow_student):
+    assert isinstance(narrow_student, ProjectedSiamText)
+    assert narrow_student.embedding_dim == 8 and narrow_student.encode(TEXTS).shape == (3, 8)
+    info = narrow_student.card_data.training["distillation"]
+    assert info["dims"] == 8
+    before, after = info["history"][0], info["history"][-1]
+    assert after["teacher_cosine"] > before["teacher_cosine"] + 0.5  # -0.28 -> 0.84 measured
+
+
+def test_narrow_student_save_load_and_sentence_transformers(narrow_student, teacher6, tmp_path):
+    folder = narrow_student.save_pretrained(tmp_path / "narrow")
+    loaded = ProjectedSiamText(folder, device="cpu")
+    assert np.array_equal(loaded.encode(TEXTS), narrow_student.encode(TEXTS))
+    assert loaded.card_data.training["distillation"]["dims"] == 8
+    with pytest.raises(ValueError, match="Dense"):
+        SiamText(folder)  # plain SiamText has no projection: refused, not other embeddings
+    with pytest.raises(ValueError, match="holds no projection"):
+        ProjectedSiamText(teacher6.save_pretrained(tmp_path / "plain"))
+    with pytest.raises(ValueError, match="devices"):
+        loaded.encode(TEXTS, devices=["cpu", "cpu"])
+    st = pytest.importorskip("sentence_transformers")
+    peer = st.SentenceTransformer(str(folder), device="cpu")
+    assert np.abs(peer.encode(TEXTS) - narrow_student.encode(TEXTS)).max() <= 1e-5
+
+
+def test_narrow_student_onnx_export(narrow_student, tmp_path):
+    pytest.importorskip("onnxruntime", reason="needs pip install 'siamtext[onnx]'")
+    pytest.importorskip("onnx", reason="needs pip install 'siamtext[onnx]'")
+    path = narrow_student.export("onnx", path=tmp_path / "onnx", quantize="int8")
+    fp32 = ProjectedSiamText(tmp_path / "onnx", backend="onnx")
+    assert fp32.backend == "onnx" and fp32.embedding_dim == 8
+    assert np.abs(fp32.encode(TEXTS) - narrow_student.encode(TEXTS)).max() <= 1e-4
+    int8 = ProjectedSiamText(tmp_path / "onnx", backend="onnx", file_name=path.name)
+    assert (int8.encode(TEXTS) * narrow_student.encode(TEXTS)).sum(axis=1).min() > 0.9
+
+
+@pytest.mark.parametrize(("kwargs", "match"), [
+    ({"dims": 0}, "dims"),
+    ({"dims": 33}, r"dims=33 is wider than the teacher's 32"),
+    ({"dims": 8, "teacher_embeddings": np.zeros((320, 32))}, "teacher_embeddings cannot"),
+    ({"dims": 8, "resume_from_checkpoint": True}, "resume_from_checkpoint"),
+    ({"dims": 8, "load_best_model_at_end": True}, "load_best_model_at_end"),
+])
+def test_bad_dims(teacher6, corpus, kwargs, match, monkeypatch):
+    monkeypatch.setattr("siamtext.training.distill.copy.deepcopy", _no_work)
+    with pytest.raises(ValueError, match=match):
+        distill(teacher6, corpus, 2, **kwargs)
+
+
+def test_dims_needs_enough_texts(teacher6, corpus, monkeypatch):
+    monkeypatch.setattr("siamtext.training.distill.copy.deepcopy", _no_work)
+    with pytest.raises(ValueError, match=r"dims=20: PCA of 18 training texts"):
+        distill(teacher6, corpus[:20], 2, dims=20, eval_size=2)

@@ -86,6 +86,7 @@ def distill(
     layers: int | Sequence[int] = 3,
     *,
     loss: DistillMetric = "mse",
+    dims: int | None = None,
     eval_size: float | int = 0.1,
     teacher_embeddings: np.ndarray | None = None,
     epochs: float = 1,
@@ -112,6 +113,12 @@ def distill(
         loss: ``"mse"`` (Reimers & Gurevych; the default) or ``"cosine"`` (1 - cosine)
             between the student's and the teacher's embeddings
             (:class:`~siamtext.training.distill_loss.EmbeddingDistillationLoss`).
+        dims: A smaller output width: a linear projection after pooling, initialised by PCA
+            of the teacher's pooled embeddings of the training texts and trained with the
+            layers; the targets are the teacher's embeddings in that PCA basis. The student
+            is then a :class:`~siamtext.training.projection.ProjectedSiamText` (see there
+            for what it supports: encode, save/load, export; not ``resume_from_checkpoint``
+            or ``encode(devices=...)`` yet). ``None`` (default): the teacher's width.
         eval_size: The held-out slice, never trained on: a share of the distinct texts in
             (0, 1) (rounded down) or a count. Its mean teacher-student cosine is measured
             before training and after each epoch.
@@ -179,6 +186,9 @@ def distill(
     first = list(seen.values())  # each distinct text's first row, in input order
     distinct = [texts[i] for i in first]
     n_eval = _held_out_count(len(distinct), eval_size)
+    if dims is not None:
+        _check_dims(teacher, dims, len(distinct) - n_eval, teacher_embeddings,
+                    resume_from_checkpoint, training_args)
     if teacher_embeddings is not None:
         teacher_embeddings = np.asarray(teacher_embeddings, dtype=np.float32)
         if teacher_embeddings.shape != (len(texts), teacher.embedding_dim):
@@ -188,12 +198,15 @@ def distill(
         targets = teacher_embeddings[first]
     student = copy.deepcopy(teacher)  # checked: no more ValueErrors from the arguments
     cut_layers(student.transformer, indices)
-    if teacher_embeddings is None:
-        targets = teacher.encode(distinct, batch_size=teacher_batch_size,
-                                 show_progress=show_progress)
     order = list(range(len(distinct)))
     random.Random(seed).shuffle(order)
     held, train = sorted(order[:n_eval]), sorted(order[n_eval:])
+    if dims is not None:
+        student, targets = _project(teacher, student, distinct, train, dims,
+                                    teacher_batch_size, show_progress)
+    elif teacher_embeddings is None:
+        targets = teacher.encode(distinct, batch_size=teacher_batch_size,
+                                 show_progress=show_progress)
     evaluator = TeacherAgreement([distinct[i] for i in held], targets[held],
                                  batch_size=teacher_batch_size)
     rows = target_rows(student, [distinct[i] for i in train], targets[train])
@@ -235,6 +248,7 @@ def distill(
         "teacher_layers": count_layers(teacher.transformer),
         "layers": indices,
         "loss": loss,
+        "dims": student.embedding_dim,
         "texts": len(train),
         "held_out": len(held),
         "history": _history(start, trainer.state.log_history),
@@ -242,6 +256,45 @@ def distill(
     }
     student.eval()
     return student
+
+
+def _check_dims(teacher: SiamText, dims: object, n_train: int,
+                teacher_embeddings: object, resume: object, training_args: dict) -> None:
+    """Refuse, before any work, what a projected student cannot do (yet)."""
+    from siamtext.model import SiamText
+
+    check_positive_int(dims, "dims")
+    if type(teacher) is not SiamText:
+        raise ValueError(f"dims={dims}: the teacher ({type(teacher).__name__}) already "
+                         "projects its embeddings; distil it without dims")
+    if dims > teacher.embedding_dim:
+        raise ValueError(f"dims={dims} is wider than the teacher's {teacher.embedding_dim} "
+                         "dimensions; a projection can only reduce the width")
+    if dims > n_train:
+        raise ValueError(f"dims={dims}: PCA of {n_train} training texts gives at most "
+                         f"{n_train} components; give more texts or a smaller dims")
+    if teacher_embeddings is not None:
+        raise ValueError("teacher_embeddings cannot be combined with dims yet: the "
+                         "projection is fitted on the teacher's un-normalised embeddings, "
+                         "which distill computes itself")
+    if resume not in (None, False) or training_args.get("load_best_model_at_end"):
+        raise ValueError(f"dims={dims} cannot be combined with resume_from_checkpoint or "
+                         "load_best_model_at_end yet: the trainer reloads the transformer's "
+                         "weights only, not the projection")
+
+
+def _project(teacher: SiamText, student: SiamText, texts: list[str], train: list[int],
+             dims: int, batch_size: int, show_progress: bool | None) -> tuple[SiamText, Any]:
+    """The student with a PCA-initialised projection, and the targets in that basis."""
+    from siamtext.training.projection import ProjectedSiamText, pca_projection
+
+    pooled = teacher.encode(texts, batch_size=batch_size, normalize=False,
+                            show_progress=show_progress)
+    weight, bias = pca_projection(pooled[train], dims)
+    targets = pooled @ weight.T + bias
+    if teacher.config.normalize:
+        targets /= np.maximum(np.linalg.norm(targets, axis=1, keepdims=True), 1e-12)
+    return ProjectedSiamText.from_model(student, weight, bias), targets.astype(np.float32)
 
 
 def _held_out_count(n: int, eval_size: float | int) -> int:
