@@ -85,3 +85,19 @@ def test_bad_options(teacher_dir, corpus, tmp_path, capsys, options, message):
 def test_parsers():
     assert parse_layers("3") == 3 and parse_layers("0, 2,5") == [0, 2, 5]
     assert parse_eval_size("0.2") == 0.2 and parse_eval_size("100") == 100
+
+
+def test_dims(teacher_dir, corpus, tmp_path, capsys):
+    from siamtext.training.projection import ProjectedSiamText
+
+    path = tmp_path / "corpus.txt"
+    path.write_text("\n".join(corpus[:60]) + "\n", encoding="utf-8")
+    out = tmp_path / "narrow"
+    code = main(["distill", str(teacher_dir), str(path), "-o", str(out), "--layers", "1",
+                 "--dims", "6", "--epochs", "1", "--no-progress"])
+    assert code == 0
+    assert "; 6 dimensions" in capsys.readouterr().out
+    assert ProjectedSiamText(out, device="cpu").encode(["card lost"]).shape == (1, 6)
+    code = main(["distill", str(teacher_dir), str(path), "-o", str(out), "--dims", "6",
+                 "--resume", str(out / "checkpoints" / "checkpoint-2")])
+    assert code == 2 and "resume_from_checkpoint" in capsys.readouterr().err

@@ -60,6 +60,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     parser.add_argument("--config", default=None, help="configuration of a Hub dataset")
     parser.add_argument("--max-texts", type=int, default=None, help="use the first N texts")
     parser.add_argument("--loss", choices=("mse", "cosine"), default="mse")
+    parser.add_argument("--dims", type=int, default=None,
+                        help="a smaller output width: a PCA-initialised projection after "
+                             "pooling (load the student with "
+                             "siamtext.training.projection.ProjectedSiamText)")
     parser.add_argument("--eval-size", default="0.1",
                         help="held-out slice: a share (0.1, default) or a count of texts")
     parser.add_argument("--epochs", type=float, default=1.0)
@@ -106,7 +110,8 @@ def run(args: argparse.Namespace) -> int:
             print(f"No complete checkpoint in {output / 'checkpoints'} yet: starting from the "
                   "beginning.", file=sys.stderr)
     # errors name the Python argument (layers=7, eval_size=0.1): the option of the same name
-    student = distill(teacher, texts, layers, loss=args.loss, eval_size=eval_size,
+    student = distill(teacher, texts, layers, loss=args.loss, dims=args.dims,
+                      eval_size=eval_size,
                       epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.lr,
                       max_time=args.max_time, output_dir=str(output / "checkpoints"),
                       resume_from_checkpoint=resume, show_progress=not args.no_progress,
@@ -119,6 +124,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"Distilled {info['teacher_layers']} -> {len(info['layers'])} layers "
           f"{info['layers']} on {info['texts']} texts, {student.card_data.training['steps']} "
           f"steps; held-out teacher-student cosine {first['teacher_cosine']:.4f} -> "
-          f"{last['teacher_cosine']:.4f} ({info['held_out']} texts)")
+          f"{last['teacher_cosine']:.4f} ({info['held_out']} texts); "
+          f"{info['dims']} dimensions")
     print(f"Saved to {output}")
     return 0
