@@ -405,3 +405,29 @@ def test_dims_needs_enough_texts(teacher6, corpus, monkeypatch):
     monkeypatch.setattr("siamtext.training.distill.copy.deepcopy", _no_work)
     with pytest.raises(ValueError, match=r"dims=20: PCA of 18 training texts"):
         distill(teacher6, corpus[:20], 2, dims=20, eval_size=2)
+
+
+@pytest.fixture
+def fake_push(monkeypatch, tmp_path):
+    """push_to_hub with the upload replaced by a copy into ``tmp_path/hub/<repo>``."""
+    import shutil
+
+    import siamtext.hub as hub
+
+    def upload(folder, repo_id, **kwargs):
+        shutil.copytree(folder, tmp_path / "hub" / repo_id)
+        return f"fake://{repo_id}"
+
+    monkeypatch.setattr(hub, "_check_online", lambda: None)
+    monkeypatch.setattr(hub, "resolve_token", lambda token: "token")
+    monkeypatch.setattr(hub, "push_folder_to_hub", upload)
+    return tmp_path / "hub"
+
+
+def test_students_push_like_any_model(student, narrow_student, fake_push):
+    assert student.push_to_hub("alice/student") == "fake://alice/student"
+    assert narrow_student.push_to_hub("alice/narrow") == "fake://alice/narrow"
+    pulled = SiamText(fake_push / "alice" / "student", device="cpu")
+    assert np.array_equal(pulled.encode(TEXTS), student.encode(TEXTS))
+    narrow = ProjectedSiamText(fake_push / "alice" / "narrow", device="cpu")
+    assert np.array_equal(narrow.encode(TEXTS), narrow_student.encode(TEXTS))
