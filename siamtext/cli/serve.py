@@ -19,8 +19,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     parser.add_argument("--index", default=None, metavar="PATH",
                         help="collection folder for the /duplicates routes (created if missing)")
     parser.add_argument("--intents", default=None, metavar="PATH",
-                        help="saved IntentClassifier folder for the /intents routes (an empty "
-                             "classifier is started, and written there, if it is missing)")
+                        help="the /intents routes: a folder written by IntentClassifier.save "
+                             "(rewritten after each change), or a collection of examples (a "
+                             "k-NN classifier, each change a durable increment; created when "
+                             "missing)")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8080)
     parser.add_argument("--device", default=None, help="cpu, cuda, ... (default: auto)")

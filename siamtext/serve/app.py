@@ -34,9 +34,11 @@ def create_app(model: ModelSource, index: IndexSource = None, intents: IntentsSo
         index: An open :class:`~siamtext.index.Index`, or its folder (created when missing),
             or a function of the model that opens one, for the ``/duplicates`` routes;
             ``None`` for none.
-        intents: An :class:`~siamtext.classify.IntentClassifier`, or its saved folder (an
-            empty classifier on ``model`` when missing, written there after each change), for
-            the ``/intents`` routes; ``None`` for none.
+        intents: An :class:`~siamtext.classify.IntentClassifier`; or a folder written by its
+            ``save`` (loaded, and written again after each change); or a collection of
+            examples (:mod:`siamtext.classify.intent_index`: a k-NN classifier on ``model``
+            whose changes are durable increments; created on the first write when missing);
+            for the ``/intents`` routes; ``None`` for none.
         settings: Batching, limits, keys and CORS (:class:`ServeSettings`).
         batcher: The batcher class (:class:`~siamtext.serve.batcher.Batcher`, one inference
             thread; Ray Serve's integration passes one on ``@serve.batch``).

@@ -46,9 +46,10 @@ class Service:
             created when missing), or a function of the loaded model that opens one (as
             ``lambda model: Index.open(uri, model, readonly=True)``), or ``None`` for no
             duplicate routes.
-        intents: An :class:`~siamtext.classify.IntentClassifier`, or the folder of a saved one
-            (loaded; a missing folder starts an empty classifier on ``model``, written there
-            after each change), or ``None`` for no intent routes.
+        intents: An :class:`~siamtext.classify.IntentClassifier`; a folder written by its
+            ``save`` (loaded, written again after each change); or a collection of examples
+            (a k-NN classifier on ``model``, each change a durable increment; created on the
+            first write when missing); or ``None`` for no intent routes.
         settings: The batching settings.
         metrics: Where batches are counted.
         batcher: The class of the batchers (a :class:`Batcher` or one with its constructor
@@ -65,7 +66,10 @@ class Service:
         self.model: SiamText | None = None
         self.index: Index | None = None
         self.intents: IntentClassifier | None = None
+        #: The saved classifier folder that changes are written back to (``None`` for a
+        #: classifier given as an object, or kept in a collection: durable on its own).
         self.intents_path: Path | None = None
+        self._owns_intents = False
         self.has_index = index is not None
         self.has_intents = intents is not None
         self.ready = False
@@ -126,14 +130,21 @@ class Service:
 
         if isinstance(intents, IntentClassifier):
             return intents
+        from siamtext.classify.intent_folder import CONFIG_NAME
+
         path = Path(intents)
-        self.intents_path = path
-        if not path.exists():
-            return IntentClassifier(self.model)
-        clf = IntentClassifier.load(path)
-        if clf.model is not None and _same_encoder(clf.model, self.model):
-            clf.set_params(model=self.model)  # one copy of the weights, one batcher
-        return clf
+        if (path / CONFIG_NAME).is_file():  # a folder written by IntentClassifier.save
+            self.intents_path = path  # rewritten after each change
+            clf = IntentClassifier.load(path)
+            if clf.model is not None and _same_encoder(clf.model, self.model):
+                clf.set_params(model=self.model)  # one copy of the weights, one batcher
+            return clf
+        # else a collection of examples (siamtext.index), created on the first write:
+        # each change is a durable increment of it
+        self._owns_intents = True
+        if path.exists():
+            return IntentClassifier.open(path, self.model, mode="knn")
+        return IntentClassifier(self.model, mode="knn", index=path)
 
     def close(self) -> None:
         """Finish the queued requests, stop the batchers, close the index."""
@@ -144,6 +155,8 @@ class Service:
             batcher.stop()
         if self.index is not None:
             self.index.close()
+        if self._owns_intents and self.intents is not None:
+            self.intents.close()  # releases its collection
 
     # ------------------------------------------------------------------ use
     def batcher_for(self, encoder: SiamText) -> Batcher:

@@ -67,20 +67,45 @@ def test_the_last_class_cannot_go(make_client, tiny_model):
     assert client.delete("/intents/greet").status_code == 409
 
 
-def test_changes_are_written_to_the_folder(make_client, tmp_path, tiny_model):
-    folder = tmp_path / "intents"
-    client = make_client(intents=folder)  # missing: starts empty, on the served model
+def test_a_missing_path_becomes_a_collection_of_examples(make_client, tmp_path, tiny_model):
+    path = tmp_path / "intents.idx"
+    client = make_client(intents=path)  # missing: starts empty, on the served model
     r = client.post("/intents/predict", json={"texts": "hi"})
     assert r.status_code == 409 and "no class yet" in r.json()["error"]["message"]
     assert client.get("/intents").json()["classes"] == []
     assert client.post("/intents/greet/examples",
                        json={"texts": ["hello", "hi there"]}).status_code == 201
     assert client.post("/intents/bye/examples", json={"texts": ["goodbye"]}).status_code == 201
-    saved = IntentClassifier.load(folder)
-    assert saved.classes_.tolist() == ["greet", "bye"]
-    assert saved.examples_.shape[0] == 3
-    assert client.delete("/intents/bye").status_code == 200
-    assert IntentClassifier.load(folder).classes_.tolist() == ["greet"]
+    reader = IntentClassifier.open(path, tiny_model, mode="knn", readonly=True)
+    try:  # another handle reads the increments while the server holds the collection
+        assert sorted(reader.classes_.tolist()) == ["bye", "greet"]
+        assert reader.examples_.shape[0] == 3
+        assert client.delete("/intents/bye").status_code == 200
+        reader.refresh()
+        assert reader.classes_.tolist() == ["greet"]
+    finally:
+        reader.close()
+
+
+def test_a_collection_is_served_again(make_client, tmp_path, tiny_model):
+    path = tmp_path / "intents.idx"
+    IntentClassifier(tiny_model, mode="knn", index=path).fit(["hi", "bye"], ["greet", "bye"]
+                                                              ).close()
+    client = make_client(intents=path)
+    assert sorted(client.get("/intents").json()["classes"]) == ["bye", "greet"]
+    result = client.post("/intents/predict", json={"texts": "bye"}).json()["results"][0]
+    assert result["label"] == "bye"
+
+
+def test_changes_are_written_to_a_saved_folder(make_client, tmp_path, intents):
+    folder = tmp_path / "saved"
+    intents.save(folder)
+    client = make_client(intents=folder)
+    assert client.post("/intents/physics/examples",
+                       json={"texts": ["quantum flux"]}).status_code == 201
+    assert IntentClassifier.load(folder).classes_.tolist()[-1] == "physics"
+    assert client.delete("/intents/physics").status_code == 200
+    assert "physics" not in IntentClassifier.load(folder).classes_.tolist()
 
 
 def test_a_saved_folder_is_served_on_the_same_weights(make_client, tmp_path, intents,

@@ -107,7 +107,11 @@ def test_acknowledged_writes_survive_kill_9(tmp_path, tiny_bert_dir, tiny_model)
         assert hit.text == "question number 3"
     finally:
         index.close()
-    assert IntentClassifier.load(tmp_path / "intents").classes_.tolist() == ["greet"]
+    clf = IntentClassifier.open(tmp_path / "intents", tiny_model, mode="knn")
+    try:
+        assert clf.classes_.tolist() == ["greet"] and clf.examples_.shape[0] == 2
+    finally:
+        clf.close()
 
 
 DRAIN_SCRIPT = """

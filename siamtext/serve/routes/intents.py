@@ -3,9 +3,11 @@
 Predictions embed through the batcher and score with the classifier's public methods
 (``top_k``, ``similarity``, ``decision_threshold``); an input whose best similarity is under
 the decision threshold is out of scope and gets the classifier's ``unknown_label``. Changes
-(``add_examples``, ``remove_class``) are live for the next request; when the classifier came
-from a folder they are written back to it (``save``, which replaces the folder only once the
-new one is whole) before the answer, so a 2xx survives a crash. Changes run one at a time.
+(``add_examples``, ``remove_class``) are live for the next request and durable before the
+answer, so a 2xx survives a crash: a classifier kept in a collection of examples stores each
+change as an increment; one loaded from a saved folder is written back to it (``save``,
+which replaces the folder only once the new one is whole; slower: it copies the encoder).
+Changes run one at a time.
 """
 
 from __future__ import annotations
