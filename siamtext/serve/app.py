@@ -80,13 +80,15 @@ def create_app(model: ModelSource, index: IndexSource = None, intents: IntentsSo
     import siamtext
 
     app = FastAPI(title="siamtext serve", version=siamtext.__version__, lifespan=lifespan,
-                  description="Embeddings, duplicate checks and live intents.")
+                  description="Embeddings, duplicate checks and live intents.",
+                  openapi_url=None, docs_url=None, redoc_url=None)
     app.state.service = service
     app.state.metrics = metrics
     app.state.keys = keys
     errors.install(app)
     for module in routes.MODULES:
         app.include_router(module.router)
+    _schema_routes(app)
     app.add_middleware(ArrivalMiddleware, service=service)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     if settings.cors_origins:
@@ -97,3 +99,21 @@ def create_app(model: ModelSource, index: IndexSource = None, intents: IntentsSo
                            allow_headers=["Authorization", "Content-Type"])
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     return app
+
+
+def _schema_routes(app: FastAPI) -> None:
+    """``/openapi.json`` and ``/docs`` behind the read key, like every route but the probes
+    (FastAPI's own are turned off: they take no dependency)."""
+    from fastapi import Depends
+    from fastapi.openapi.docs import get_swagger_ui_html
+    from fastapi.responses import HTMLResponse, JSONResponse
+
+    from siamtext.serve.security import require
+
+    @app.get("/openapi.json", include_in_schema=False, dependencies=[Depends(require("read"))])
+    async def openapi() -> JSONResponse:
+        return JSONResponse(app.openapi())
+
+    @app.get("/docs", include_in_schema=False, dependencies=[Depends(require("read"))])
+    async def docs() -> HTMLResponse:
+        return get_swagger_ui_html(openapi_url="/openapi.json", title="siamtext serve")
