@@ -297,6 +297,7 @@ def test_too_few_texts(teacher6, texts, eval_size, match, monkeypatch):
     ({"batch_size": 0}, "batch_size"),
     ({"max_time": 0}, "max_time"),
     ({"teacher_embeddings": np.zeros((3, 32))}, r"teacher_embeddings must have shape"),
+    ({"mixed_precision": "fp8"}, "mixed_precision"),  # a training argument, checked first
 ])
 def test_bad_arguments(teacher6, corpus, kwargs, match, monkeypatch):
     monkeypatch.setattr("siamtext.training.distill.copy.deepcopy", _no_work)
@@ -431,3 +432,51 @@ def test_students_push_like_any_model(student, narrow_student, fake_push):
     assert np.array_equal(pulled.encode(TEXTS), student.encode(TEXTS))
     narrow = ProjectedSiamText(fake_push / "alice" / "narrow", device="cpu")
     assert np.array_equal(narrow.encode(TEXTS), narrow_student.encode(TEXTS))
+
+
+DDP_SCRIPT = """
+import json
+import sys
+import torch
+torch.set_num_threads(1)
+from siamtext import SiamText, distributed
+texts = [line for line in open(sys.argv[2], encoding="utf-8").read().splitlines() if line]
+student = SiamText(sys.argv[1], device="cpu").distill(
+    texts, 2, epochs=1, batch_size=8, learning_rate=1e-3, show_progress=False)
+info = student.card_data.training
+emb = student.encode(["card lost", "reset my password"])
+result = [info["world_size"], info["global_batch_size"], info["steps"], info["rows_seen"],
+          float(emb.sum())]
+with open(f"result_{distributed.rank()}.json", "w", encoding="utf-8") as f:
+    json.dump(result, f)
+"""
+
+
+@pytest.mark.slow
+def test_data_parallel_on_two_cpu_processes(tmp_path, corpus):
+    """torchrun, 2 processes on gloo: each embeds half of every global batch of 16, both
+    end with the same student (measured: 18 steps of 16, 144 rows per process)."""
+    import json
+    import socket
+    import subprocess
+    import sys
+
+    with socket.socket() as sock:  # a free loopback port for the rendezvous
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    folder = tiny_bert(tmp_path / "teacher", corpus, num_layers=4)
+    (tmp_path / "corpus.txt").write_text("\n".join(corpus), encoding="utf-8")
+    (tmp_path / "run.py").write_text(DDP_SCRIPT, encoding="utf-8")
+    done = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+         "--master_addr", "127.0.0.1", "--master_port", str(port), str(tmp_path / "run.py"),
+         str(folder),
+         str(tmp_path / "corpus.txt")],
+        capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    rows = [json.loads((tmp_path / f"result_{rank}.json").read_text()) for rank in (0, 1)]
+    n_train = len(set(corpus)) - len(set(corpus)) // 10
+    for world, global_batch, steps, seen, _ in rows:
+        assert (world, global_batch, steps) == (2, 16, -(-n_train // 16))
+        assert seen == n_train // 2
+    assert rows[0][4] == rows[1][4]  # the same weights on both processes

@@ -157,7 +157,9 @@ def distill(
             teacher has, repeated, unordered or out-of-range indices; too few distinct texts
             to hold out ``eval_size`` and train on the rest; ``teacher_embeddings`` of the
             wrong shape; a bad ``loss``, ``epochs``, ``learning_rate``, ``warmup_ratio``,
-            ``batch_size`` or ``max_time``.
+            ``batch_size``, ``max_time`` or training argument; ``dims`` wider than the
+            teacher, above the number of training texts, or with ``teacher_embeddings``,
+            ``resume_from_checkpoint`` or ``load_best_model_at_end``.
 
     Example:
         >>> teacher = SiamText("my-fine-tuned-model")
@@ -196,27 +198,7 @@ def distill(
                              f"{teacher.embedding_dim}) (one teacher embedding per text), got "
                              f"{teacher_embeddings.shape}")
         targets = teacher_embeddings[first]
-    student = copy.deepcopy(teacher)  # checked: no more ValueErrors from the arguments
-    cut_layers(student.transformer, indices)
-    order = list(range(len(distinct)))
-    random.Random(seed).shuffle(order)
-    held, train = sorted(order[:n_eval]), sorted(order[n_eval:])
-    if dims is not None:
-        student, targets = _project(teacher, student, distinct, train, dims,
-                                    teacher_batch_size, show_progress)
-    elif teacher_embeddings is None:
-        targets = teacher.encode(distinct, batch_size=teacher_batch_size,
-                                 show_progress=show_progress)
-    evaluator = TeacherAgreement([distinct[i] for i in held], targets[held],
-                                 batch_size=teacher_batch_size)
-    rows = target_rows(student, [distinct[i] for i in train], targets[train])
-    loss_fn = EmbeddingDistillationLoss(student, metric=loss)
-
-    start = evaluator(student)
-    logger.info("distill: %d of %d teacher layers %s; held-out teacher-student cosine before "
-                "training %.4f", len(indices), count_layers(teacher.transformer), indices,
-                start["teacher_cosine"])
-    tmp = None
+    tmp = None  # the training arguments are checked too before any work
     if output_dir is None:
         tmp = tempfile.TemporaryDirectory(prefix="siamtext-distill-")
         output_dir = tmp.name
@@ -232,10 +214,30 @@ def distill(
     args = TrainingArguments(**settings)
     if tmp is not None and distributed.is_distributed():
         args.output_dir = distributed.broadcast_from_main(args.output_dir)
-    budget = TimeBudget(max_time) if max_time is not None else None
-    trainer = DistillationTrainer(student, args, rows, loss_fn, evaluator=evaluator,
-                                  callbacks=[budget] if budget else None)
     try:
+        student = copy.deepcopy(teacher)  # checked: no more ValueErrors from the arguments
+        cut_layers(student.transformer, indices)
+        order = list(range(len(distinct)))
+        random.Random(seed).shuffle(order)
+        held, train = sorted(order[:n_eval]), sorted(order[n_eval:])
+        if dims is not None:
+            student, targets = _project(teacher, student, distinct, train, dims,
+                                        teacher_batch_size, show_progress)
+        elif teacher_embeddings is None:
+            targets = teacher.encode(distinct, batch_size=teacher_batch_size,
+                                     show_progress=show_progress)
+        evaluator = TeacherAgreement([distinct[i] for i in held], targets[held],
+                                     batch_size=teacher_batch_size)
+        rows = target_rows(student, [distinct[i] for i in train], targets[train])
+        loss_fn = EmbeddingDistillationLoss(student, metric=loss)
+
+        start = evaluator(student)
+        logger.info("distill: %d of %d teacher layers %s; held-out teacher-student cosine before "
+                    "training %.4f", len(indices), count_layers(teacher.transformer), indices,
+                    start["teacher_cosine"])
+        budget = TimeBudget(max_time) if max_time is not None else None
+        trainer = DistillationTrainer(student, args, rows, loss_fn, evaluator=evaluator,
+                                      callbacks=[budget] if budget else None)
         output = trainer.train(resume_from_checkpoint=resume_from_checkpoint)
         metrics = trainer.evaluate()
     finally:
