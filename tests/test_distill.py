@@ -480,3 +480,18 @@ def test_data_parallel_on_two_cpu_processes(tmp_path, corpus):
         assert (world, global_batch, steps) == (2, 16, -(-n_train // 16))
         assert seen == n_train // 2
     assert rows[0][4] == rows[1][4]  # the same weights on both processes
+
+
+def test_a_narrow_student_serves_classifiers_and_an_index(narrow_student, corpus, tmp_path):
+    from siamtext.classify import IntentClassifier
+    from siamtext.index import Index
+
+    texts = ["reset my password", "forgot my password", "card lost", "lost my card"]
+    labels = ["password", "password", "card", "card"]
+    clf = IntentClassifier(narrow_student, mode="knn", n_neighbors=1).fit(texts, labels)
+    assert list(clf.predict(texts)) == labels  # each text is its own nearest neighbour
+    with Index.create(tmp_path / "idx", model=narrow_student) as idx:
+        ids = idx.add(texts=corpus[:20])
+        assert idx.info()["dim"] == 8
+        hits = idx.search(corpus[3], k=1)
+        assert hits[0].id == ids[3] and hits[0].score == pytest.approx(1.0, abs=1e-5)
