@@ -288,9 +288,8 @@ class LanceEngine(Engine):
         return (got["id"].to_numpy(), 1.0 - got["_distance"].to_numpy())
 
     def present(self, ids) -> int:
-        ids = [int(i) for i in ids]
-        return sum(self.tbl.count_rows(f"id IN ({','.join(map(str, ids[a:a + 1000]))})")
-                   for a in range(0, len(ids), 1000))
+        stored = self.tbl.search().select(["id"]).limit(self.tbl.count_rows()).to_arrow()
+        return int(np.isin(np.asarray(ids, dtype=np.int64), stored["id"].to_numpy()).sum())
 
     def count(self) -> int:
         return self.tbl.count_rows()
