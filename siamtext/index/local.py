@@ -9,7 +9,9 @@ A collection is a folder::
 
 Why this shape (measured in ``benchmarks/index_online.py``): SQLite makes a batch of 100
 items durable in milliseconds and survives ``kill -9`` at any point; a faiss IVF index
-answers a query over a million items in about a millisecond but is costly to write. So
+answers a query over a million items in a few milliseconds (2.31 ms p50, 3.29 ms p99 at
+recall@10 0.9891, with the re-scoring) but is costly to write; HNSW (usearch) answers as
+fast but inserts 25 times slower, LanceDB and Milvus Lite answer 6 to 48 times slower. So
 writes commit to SQLite first and then go into the in-memory faiss index (searchable when
 ``add`` returns); the faiss index is written out as a snapshot now and then (on
 :meth:`close`, after :meth:`optimize`, after ``snapshot_every`` changes), by temp file,
@@ -58,6 +60,8 @@ _SNAPSHOT = re.compile(r"^search-(\d+)\.faiss$")
 #: A filtered search over at most this many matching items reads their vectors and scores
 #: them exactly; a broader filter searches the index restricted to them.
 EXACT_FILTER = 20_000
+#: Items changed between two snapshots by default (see ``snapshot_every``).
+SNAPSHOT_EVERY = 50_000
 
 
 class LocalStore(Store):
@@ -68,8 +72,10 @@ class LocalStore(Store):
             (:data:`siamtext.index.ann.IVF_FROM`).
         recall_target: Recall@10 of a sample of stored items that the IVF search depth is
             tuned to (0.95).
-        snapshot_every: Writes (items changed) after which the snapshot is rewritten; by
-            default a quarter of the collection, at least 50,000.
+        snapshot_every: Items changed after which the snapshot is rewritten (50,000): what
+            an open after a crash must replay. Measured at 1,000,000 items: replaying 8,400
+            to 119,400 unsnapshotted items made that open 5.0 to 8.2 s, against 1.01 s after
+            a clean close.
         background: Retrain a grown IVF index in a background thread (default) instead of
             in the write that crossed the size.
     """
@@ -265,7 +271,7 @@ class LocalStore(Store):
             else:
                 self.optimize()
             return
-        every = self.snapshot_every or max(50_000, s.ntotal // 4)
+        every = self.snapshot_every or SNAPSHOT_EVERY
         if self._pending >= every:
             self.snapshot()
 
