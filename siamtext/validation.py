@@ -60,3 +60,21 @@ def check_choice(value: object, choices: Sequence[str], name: str) -> str:
     if value not in choices:
         raise ValueError(f"{name} must be one of {list(choices)}, got {value!r}")
     return value  # type: ignore[return-value]
+
+
+def check_label(label: object, name: str = "label") -> str | int:
+    """A label as a JSON-safe ``str`` or ``int`` (numpy strings and integers included).
+
+    Raises:
+        TypeError: For a bool or anything but a string or an integer, naming ``name``.
+    """
+    import numpy as np
+
+    if isinstance(label, (bool, np.bool_)):
+        raise TypeError(f"{name} must be a string or an integer, got bool {label!r}")
+    if isinstance(label, (str, np.str_)):
+        return str(label)
+    if isinstance(label, (int, np.integer)):
+        return int(label)
+    raise TypeError(f"{name} must be a string or an integer, got {type(label).__name__}: "
+                    f"{label!r:.60}")

@@ -101,13 +101,6 @@ def load_encoder(folder: str | Path, **kwargs) -> SiamText | None:
 
 def json_label(label: object, name: str = "label") -> str | int:
     """A label as a JSON-safe ``str`` or ``int`` (numpy integers and strings included)."""
-    import numpy as np
+    from siamtext.validation import check_label
 
-    if isinstance(label, (bool, np.bool_)):
-        raise TypeError(f"{name} must be a string or an integer, got bool {label!r}")
-    if isinstance(label, (str, np.str_)):
-        return str(label)
-    if isinstance(label, (int, np.integer)):
-        return int(label)
-    raise TypeError(f"{name} must be a string or an integer, got {type(label).__name__}: "
-                    f"{label!r:.60}")
+    return check_label(label, name)

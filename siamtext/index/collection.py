@@ -29,7 +29,7 @@ from siamtext.index.base import (
     check_metadata,
     check_where,
 )
-from siamtext.validation import check_choice, check_positive_int, check_texts
+from siamtext.validation import check_choice, check_label, check_positive_int, check_texts
 
 if TYPE_CHECKING:
     from siamtext.model import SiamText
@@ -433,25 +433,13 @@ def _check_labels(labels: object, n: int) -> list[Label | None]:
     if labels is None:
         return [None] * n
     if isinstance(labels, (str, int, np.integer, np.str_)) and not isinstance(labels, bool):
-        return [_label(labels, "labels")] * n
+        return [check_label(labels, "labels")] * n
     if not isinstance(labels, (Sequence, np.ndarray)):
         raise TypeError(f"labels must be a label, a list of labels or None, got "
                         f"{type(labels).__name__}")
     if len(labels) != n:
         raise ValueError(f"labels has {len(labels)} items for {n} items")
-    return [None if v is None else _label(v, f"labels[{i}]") for i, v in enumerate(labels)]
-
-
-def _label(value: object, name: str) -> Label:
-    """A label as a JSON-safe ``str`` or ``int`` (numpy strings and integers included)."""
-    if isinstance(value, (bool, np.bool_)):
-        raise TypeError(f"{name} must be a string or an integer, got bool {value!r}")
-    if isinstance(value, (str, np.str_)):
-        return str(value)
-    if isinstance(value, (int, np.integer)):
-        return int(value)
-    raise TypeError(f"{name} must be a string or an integer, got {type(value).__name__}: "
-                    f"{value!r:.60}")
+    return [None if v is None else check_label(v, f"labels[{i}]") for i, v in enumerate(labels)]
 
 
 def _check_metadata_list(metadata: object, n: int) -> list[dict | None]:
