@@ -32,8 +32,10 @@ import numpy as np
 from sentence_transformers import SentenceTransformer
 
 folder, backend, file_name, texts, out = sys.argv[1:6]
-model = SentenceTransformer(folder, backend=backend, device="cpu",
-                            model_kwargs={"file_name": file_name})
+kwargs = {"file_name": file_name}
+if backend == "openvino":  # fp32 as siamtext runs it; OpenVINO may pick bf16 on its own
+    kwargs["ov_config"] = {"INFERENCE_PRECISION_HINT": "f32"}
+model = SentenceTransformer(folder, backend=backend, device="cpu", model_kwargs=kwargs)
 np.save(out, model.encode(json.loads(texts), convert_to_numpy=True))
 """
 
