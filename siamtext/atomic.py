@@ -95,7 +95,7 @@ def commit_folder(staging: str | os.PathLike, folder: str | os.PathLike, *,
     elif not keep_others or {p.name for p in folder.iterdir()} <= {
             p.name for p in staging.iterdir()}:
         if _exchange(staging, folder):  # staging now holds the old copy
-            _fsync_dir(folder.parent)
+            fsync_dir(folder.parent)
             shutil.rmtree(staging, ignore_errors=True)
             return
         old = staging.with_name(staging.name + ".old")
@@ -104,7 +104,7 @@ def commit_folder(staging: str | os.PathLike, folder: str | os.PathLike, *,
         shutil.rmtree(old, ignore_errors=True)
     else:
         _merge(staging, folder)
-    _fsync_dir(folder.parent)
+    fsync_dir(folder.parent)
 
 
 def remove_stale_staging(folder: str | os.PathLike) -> None:
@@ -130,7 +130,7 @@ def fsync_tree(folder: str | os.PathLike) -> None:
                 os.fsync(fd)
             finally:
                 os.close(fd)
-        _fsync_dir(root)
+        fsync_dir(root)
 
 
 def _merge(staging: Path, folder: Path) -> None:
@@ -148,7 +148,7 @@ def _merge(staging: Path, folder: Path) -> None:
             os.replace(entry, target)
         else:
             os.replace(entry, target)
-    _fsync_dir(folder)
+    fsync_dir(folder)
     shutil.rmtree(staging, ignore_errors=True)
 
 
@@ -170,7 +170,8 @@ def _exchange(a: Path, b: Path) -> bool:
     raise OSError(err, os.strerror(err), str(a), None, str(b))
 
 
-def _fsync_dir(path: str | os.PathLike) -> None:
+def fsync_dir(path: str | os.PathLike) -> None:
+    """``fsync`` a directory, so that a rename inside it is on disk (where the OS allows)."""
     if os.name != "posix":  # directories cannot be opened for fsync on Windows
         return
     fd = os.open(path, os.O_RDONLY)

@@ -40,6 +40,7 @@ from typing import Any
 
 import numpy as np
 
+from siamtext.atomic import fsync_dir
 from siamtext.failpoints import failpoint
 from siamtext.index import rows as rows_mod
 from siamtext.index.ann import IVF_FROM, RETRAIN_GROWTH, TUNE_QUERIES, ExactTopK, Structure
@@ -566,8 +567,4 @@ def _write_json(path: Path, payload: dict) -> None:
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
-    fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    fsync_dir(path.parent)
