@@ -182,6 +182,13 @@ async def _send_error(send: Callable, status: int, message: str) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
+def check_k(k: int, max_k: int) -> int:
+    """``k`` if it is at most ``max_k``; else a 422 naming the field."""
+    if k > max_k:
+        raise ApiError(422, f"k: at most {max_k}, got {k}", "k")
+    return k
+
+
 def check_request_texts(texts: object, field: str, max_texts: int, max_chars: int,
                         allow_empty_list: bool = False) -> list[str]:
     """The texts of a request as a list, within the server's limits.

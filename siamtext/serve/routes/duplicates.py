@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
 from siamtext.serve.embed import embed_texts
 from siamtext.serve.errors import ApiError
 from siamtext.serve.routes.embeddings import service_of
-from siamtext.serve.security import check_request_texts, require
+from siamtext.serve.security import check_k, check_request_texts, require
 
 router = APIRouter(tags=["duplicates"])
 _INT64 = 2**63 - 1
@@ -93,8 +93,7 @@ async def check(body: CheckRequest, request: Request) -> CheckResponse:
     service = service_of(request)
     s = service.settings
     texts = check_request_texts(body.texts, "texts", s.max_texts, s.max_chars)
-    if body.k > s.max_k:
-        raise ApiError(422, f"k: at most {s.max_k}, got {body.k}", "k")
+    check_k(body.k, s.max_k)
     index = service.require_index()
     threshold = s.duplicate_threshold if body.threshold is None else body.threshold
     emb, _ = await embed_texts(service, _encoder(service, index), texts,

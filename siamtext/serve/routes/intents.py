@@ -22,7 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictStr
 from siamtext.serve.embed import embed_texts
 from siamtext.serve.errors import ApiError
 from siamtext.serve.routes.embeddings import service_of
-from siamtext.serve.security import check_request_texts, require
+from siamtext.serve.security import check_k, check_request_texts, require
 from siamtext.serve.service import Service
 
 router = APIRouter(tags=["intents"])
@@ -113,8 +113,7 @@ async def predict(body: PredictRequest, request: Request) -> PredictResponse:
     service = service_of(request)
     s = service.settings
     texts = check_request_texts(body.texts, "texts", s.max_texts, s.max_chars)
-    if body.k > s.max_k:
-        raise ApiError(422, f"k: at most {s.max_k}, got {body.k}", "k")
+    check_k(body.k, s.max_k)
     clf = service.require_intents()
     if not hasattr(clf, "classes_"):
         raise ApiError(409, "the classifier has no class yet: add one with "
