@@ -1,103 +1,44 @@
-"""SiamText: one transformer with pooling, the shared tower of a Siamese network."""
+"""SiamText: one transformer with pooling, the shared tower of a Siamese network.
+
+The class is the tower (config, tokenizer, transformer, pooling, ``forward``,
+``similarity``) and the public face of what is done with it. The work behind some methods
+lives one layer down, in modules that do not import this one: the batching of ``encode`` in
+:mod:`siamtext.encoding`, tokenising and padding in :mod:`siamtext.tokenization`, the folder
+format (loading, ``save_pretrained``) in :mod:`siamtext.model_io`, exported engines in
+:mod:`siamtext.backends`.
+"""
 
 from __future__ import annotations
 
 import logging
-import sys
-import threading
 from collections.abc import Sequence
-from contextlib import nullcontext
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-import transformers
 from torch import nn
-from tqdm.auto import tqdm
-from transformers import AutoConfig, AutoModel, AutoTokenizer
+from transformers import AutoTokenizer
 
-from siamtext import distributed, st_format
-from siamtext.atomic import write_folder
-from siamtext.backends import (
-    BACKENDS,
-    Backend,
-    Engine,
-    backend_files,
-    load_engine,
-    save_engine,
-)
-from siamtext.config import CONFIG_NAME, SiamTextConfig
+from siamtext import encoding, model_io, tokenization
+from siamtext.backends import BACKENDS, Backend, Engine, backend_files, load_engine
+from siamtext.config import SiamTextConfig
 from siamtext.distances import cosine_similarity_matrix
-from siamtext.failpoints import failpoint
-from siamtext.finite import check_finite
+from siamtext.encoding import Precision
 from siamtext.folder_checks import check_transformer_folder
 from siamtext.hub import HubMixin
-from siamtext.model_card import read_card_data, write_model_card
+from siamtext.model_card import read_card_data
 from siamtext.pooling import get_pooling
 from siamtext.resolve import DEFAULT_MODEL, resolve_model_path
-from siamtext.validation import check_choice, check_positive_int, check_texts
+from siamtext.validation import check_choice, check_texts
 
 if TYPE_CHECKING:
     from siamtext.static import StaticEncoder
 
 logger = logging.getLogger(__name__)
 
-Precision = Literal["fp32", "bf16", "fp16"]
-_AUTOCAST = {"bf16": torch.bfloat16, "fp16": torch.float16}
-# Encoder-decoder families whose encoder alone is the tower.
-_ENCODER_ONLY = {"t5": "T5EncoderModel", "mt5": "MT5EncoderModel", "umt5": "UMT5EncoderModel"}
-_NO_LIMIT = 100_000  # tokenizers report ~1e30 when they know no maximum length
-# A fast tokenizer keeps its truncation length as state that each call sets: two threads
-# tokenising at different max_length would truncate with each other's (measured: 320 of 480
-# calls wrong). One lock for all models; tokenising is a small share of encoding.
-_TOKENIZER_LOCK = threading.Lock()
-
-
-class _PieceSize:
-    """The texts per forward pass of one ``encode`` call: the batch size, halved after an
-    out-of-memory error (shared by concurrent batches, with one warning)."""
-
-    def __init__(self, size: int) -> None:
-        self.size = size
-        self._warned = False
-        self._lock = threading.Lock()
-
-    def halve(self, failed: int, kind: str) -> None:
-        with self._lock:
-            if not self._warned:
-                logger.warning("encode ran out of memory at batch_size=%d (%s); going on in "
-                               "smaller pieces (halved until they fit)", failed, kind)
-                self._warned = True
-            self.size = min(self.size, max(1, failed // 2))
-
 TextsOrEmbeddings = str | Sequence[str] | np.ndarray | torch.Tensor
-
-
-def _default_device() -> torch.device:
-    if torch.cuda.is_available():
-        return torch.device("cuda")
-    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-        return torch.device("mps")
-    return torch.device("cpu")
-
-
-def _load_transformer(folder: Path, trust_remote_code: bool) -> transformers.PreTrainedModel:
-    config = AutoConfig.from_pretrained(folder, trust_remote_code=trust_remote_code)
-    if getattr(config, "is_encoder_decoder", False):
-        cls_name = _ENCODER_ONLY.get(config.model_type)
-        if cls_name is None:
-            raise ValueError(f"{folder}: encoder-decoder model type {config.model_type!r} is not "
-                             f"supported; supported: {sorted(_ENCODER_ONLY)} (encoder only)")
-        model = getattr(transformers, cls_name).from_pretrained(folder, use_safetensors=True)
-    else:
-        model = AutoModel.from_pretrained(
-            folder, use_safetensors=True, trust_remote_code=trust_remote_code
-        )
-    # a diverged run's NaN weights would only show later, as NaN embeddings
-    check_finite(model.state_dict().items(), f"refusing to load {folder}", folder)
-    return model
 
 
 class SiamText(HubMixin, nn.Module):
@@ -182,11 +123,11 @@ class SiamText(HubMixin, nn.Module):
         self.tokenizer = AutoTokenizer.from_pretrained(
             transformer_dir, trust_remote_code=trust_remote_code
         )
-        self.transformer = _load_transformer(transformer_dir, trust_remote_code)
+        self.transformer = model_io.load_transformer(transformer_dir, trust_remote_code)
         self._pool = get_pooling(self.config.pooling)
         self._warned_truncation = False
         self.to(torch.device(device) if device is not None else
-                torch.device("cpu") if backend != "torch" else _default_device())
+                torch.device("cpu") if backend != "torch" else model_io.default_device())
         self.eval()  # like transformers: inference mode until a trainer says otherwise
         # --- inference engine (siamtext.backends): None means the torch transformer
         self._engine: Engine | None = None
@@ -211,15 +152,9 @@ class SiamText(HubMixin, nn.Module):
 
     @staticmethod
     def _read_settings(folder: Path, name: str | Path) -> tuple[Path, SiamTextConfig]:
-        if (folder / CONFIG_NAME).is_file():
-            return folder, SiamTextConfig.load(folder)
-        if st_format.is_sentence_transformers_folder(folder):
-            layout = st_format.read_layout(folder)
-            return layout.transformer_dir, SiamTextConfig(
-                pooling=layout.pooling, normalize=layout.normalize,
-                max_length=layout.max_length, base_model=str(name),
-            )
-        return folder, SiamTextConfig(base_model=str(name))
+        """The transformer's folder and saved settings (:func:`siamtext.model_io.read_settings`);
+        a subclass with its own folder format overrides this."""
+        return model_io.read_settings(folder, name)
 
     # ------------------------------------------------------------------ properties
     @property
@@ -238,56 +173,28 @@ class SiamText(HubMixin, nn.Module):
         """Longest input in tokens; longer texts are truncated."""
         if self.config.max_length is not None:
             return self.config.max_length
-        return self._model_limit()
-
-    def _model_limit(self) -> int:
-        cfg = self.transformer.config
-        limits = [int(self.tokenizer.model_max_length)]
-        positions = getattr(cfg, "max_position_embeddings", None)
-        if positions:
-            if "roberta" in cfg.model_type or cfg.model_type in {"camembert", "xmod"}:
-                positions -= (cfg.pad_token_id or 0) + 1  # RoBERTa positions start after pad
-            limits.append(positions)
-        limit = min(limits)
-        return limit if limit < _NO_LIMIT else 512
+        return tokenization.model_limit(self.tokenizer, self.transformer.config)
 
     # ------------------------------------------------------------------ tokenisation
     def token_ids(self, texts: Sequence[str], max_length: int | None = None) -> list[list[int]]:
         """Token ids of each text, truncated to ``max_length`` (default: the model's limit),
         unpadded."""
         limit = max_length or self.max_seq_length
-        with _TOKENIZER_LOCK:  # a call sets the shared tokenizer's truncation length
-            enc = self.tokenizer(list(texts), truncation=True, max_length=limit,
-                                 padding=False, return_attention_mask=False,
-                                 return_token_type_ids=False)
-        ids = enc["input_ids"]
-        if not self._warned_truncation:
-            encodings = getattr(enc, "encodings", None)
-            truncated = (any(e.overflowing for e in encodings) if encodings
-                         else any(len(x) >= limit for x in ids))
-            if truncated:
-                self._warned_truncation = True
-                logger.warning("Some texts are longer than %d tokens and were truncated "
-                               "(shown once per model).", limit)
+        ids, truncated = tokenization.token_ids(self.tokenizer, texts, limit,
+                                                check_truncation=not self._warned_truncation)
+        if truncated:
+            self._warned_truncation = True
+            logger.warning("Some texts are longer than %d tokens and were truncated "
+                           "(shown once per model).", limit)
         return ids
 
     def pad(self, ids: Sequence[Sequence[int]],
             device: str | torch.device | None = None) -> dict[str, torch.Tensor]:
         """Right-pad token id lists into model inputs on ``device`` (default: the model's)."""
-        length = max(len(x) for x in ids)
-        pad_id = self.tokenizer.pad_token_id or 0
-        input_ids = torch.full((len(ids), length), pad_id, dtype=torch.long)
-        mask = torch.zeros((len(ids), length), dtype=torch.long)
-        for row, seq in enumerate(ids):
-            input_ids[row, : len(seq)] = torch.as_tensor(seq, dtype=torch.long)
-            mask[row, : len(seq)] = 1
-        batch = {"input_ids": input_ids, "attention_mask": mask}
-        if "token_type_ids" in self.tokenizer.model_input_names:
-            batch["token_type_ids"] = torch.zeros_like(input_ids)
-        device = self.device if device is None else torch.device(device)
-        if device.type == "cpu":
-            return batch
-        return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+        return tokenization.pad(
+            ids, self.tokenizer.pad_token_id or 0,
+            "token_type_ids" in self.tokenizer.model_input_names,
+            self.device if device is None else torch.device(device))
 
     def tokenize(
         self, texts: Sequence[str], max_length: int | None = None
@@ -355,119 +262,14 @@ class SiamText(HubMixin, nn.Module):
             TypeError: If ``sentences`` is not a string or a list of strings.
             ValueError: For a bad ``batch_size``, ``convert_to`` or ``precision``.
         """
-        single = isinstance(sentences, str)
-        texts = check_texts(sentences)
-        check_positive_int(batch_size, "batch_size")
-        check_choice(convert_to, ("numpy", "torch"), "convert_to")
-        check_choice(precision, ("fp32", "bf16", "fp16"), "precision")
-        if max_length is not None:
-            check_positive_int(max_length, "max_length")
-        if self.backend != "torch" and precision != "fp32":
-            raise ValueError(f"backend={self.backend!r} runs the exported file's precision: "
-                             f"got precision={precision!r}; pick an int8 file with "
-                             "file_name= instead")
-        normalize = self.config.normalize if normalize is None else normalize
-        if devices is not None:
-            from siamtext.pool import encode_on_devices
-
-            emb = torch.from_numpy(encode_on_devices(
-                self, texts, devices, batch_size=batch_size, normalize=normalize,
-                max_length=max_length, precision=precision))
-            emb = emb[0] if single else emb
-            return emb.to(self.device) if convert_to == "torch" else emb.numpy()
-
-        out = torch.empty((len(texts), self.embedding_dim), dtype=torch.float32, device=self.device)
-        if texts:
-            ids = self.token_ids(texts, max_length)
-            order = sorted(range(len(ids)), key=lambda i: -len(ids[i]))
-            if show_progress is None:
-                show_progress = len(texts) >= 8 * batch_size and sys.stderr.isatty()
-            autocast = (torch.autocast(self.device.type, dtype=_AUTOCAST[precision])
-                        if precision in _AUTOCAST else nullcontext())
-            was_training = self.training
-            self.eval()
-            try:
-                with torch.inference_mode(), autocast, tqdm(
-                        total=len(order), desc="Encoding", unit="text",
-                        disable=not show_progress) as bar:
-                    self._encode_batches(ids, order, out, batch_size, normalize, bar)
-            finally:
-                self.train(was_training)
-        if single:
-            out = out[0]
-        return out if convert_to == "torch" else out.cpu().numpy()
-
-    def _encode_batches(self, ids: list[list[int]], order: list[int], out: torch.Tensor,
-                        batch_size: int, normalize: bool, bar: tqdm) -> None:
-        """Embed ``ids`` in ``order``, ``batch_size`` at a time, into the rows of ``out``.
-
-        A batch that runs out of memory (``torch.cuda.OutOfMemoryError``, ``MemoryError`` on
-        the CPU) is embedded in pieces of half the size, halved again as needed down to one
-        text (then the error is raised), with one warning; later batches keep the smaller
-        pieces. Each piece is padded to its whole batch's length, so every text is embedded
-        with exactly the input of an uninterrupted run: the result is the same bit for bit
-        while pieces hold two or more texts, and within the last bit when
-        memory holds only one (9e-8 measured), as torch runs single-row kernels then.
-
-        An exported engine with ``concurrency > 1`` (ONNX Runtime) runs that many batches at
-        once, each on one thread, instead of one batch at a time on all threads: the same
-        batches, so the same embeddings, and on small batches the threads wait less for each
-        other (:mod:`siamtext.backends.onnx` has the measurement).
-        """
-        batches = [order[start : start + batch_size] for start in range(0, len(order), batch_size)]
-        state = _PieceSize(batch_size)
-        workers = getattr(self._engine, "concurrency", 1) if self._engine is not None else 1
-        if workers > 1 and len(batches) > 1:
-            from concurrent.futures import ThreadPoolExecutor
-
-            def run(batch: list[int]) -> None:
-                self._encode_batch(ids, batch, out, normalize, bar, state,
-                                   self._embed_one_thread)
-
-            with ThreadPoolExecutor(min(workers, len(batches))) as pool:
-                for _ in pool.map(run, batches):  # re-raises a worker's error
-                    pass
-            return
-        for batch in batches:
-            self._encode_batch(ids, batch, out, normalize, bar, state, self.embed)
+        return encoding.encode(self, sentences, batch_size, normalize, convert_to,
+                               show_progress, max_length, precision, devices)
 
     def _embed_one_thread(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
                           **inputs: torch.Tensor) -> torch.Tensor:
         """:meth:`embed` through the engine's one-thread session, for concurrent batches."""
         hidden = self._engine.one_thread(input_ids, attention_mask, **inputs)
         return self._pool(hidden, attention_mask)
-
-    def _encode_batch(self, ids: list[list[int]], batch: list[int], out: torch.Tensor,
-                      normalize: bool, bar: tqdm, state: _PieceSize, embed: Any) -> None:
-        """Embed one batch (in pieces of ``state.size`` after an out-of-memory error)."""
-        length = max(len(ids[i]) for i in batch)
-        pad_id = self.tokenizer.pad_token_id or 0
-        done = 0
-        with torch.inference_mode():  # thread-local: set again in worker threads
-            while done < len(batch):
-                size = state.size
-                index = batch[done : done + size]
-                inputs = self.pad([ids[i] for i in index])
-                extra = length - inputs["input_ids"].shape[1]
-                if extra:
-                    inputs = {k: F.pad(v, (0, extra), value=pad_id if k == "input_ids" else 0)
-                              for k, v in inputs.items()}
-                try:
-                    emb = embed(**inputs).float()
-                except (torch.cuda.OutOfMemoryError, MemoryError) as err:
-                    if size == 1:
-                        raise
-                    emb, kind = None, type(err).__name__
-                if emb is None:  # out of the except block: the failed piece's memory is free
-                    if self.device.type == "cuda":
-                        torch.cuda.empty_cache()
-                    state.halve(size, kind)
-                    continue
-                if normalize:
-                    emb = F.normalize(emb, p=2, dim=-1)
-                out[torch.as_tensor(index, device=self.device)] = emb
-                done += len(index)
-                bar.update(len(index))
 
     def similarity(self, a: TextsOrEmbeddings, b: TextsOrEmbeddings) -> np.ndarray | torch.Tensor:
         """Cosine similarity of every item of ``a`` with every item of ``b``.
@@ -542,35 +344,12 @@ class SiamText(HubMixin, nn.Module):
             ValueError: If a weight holds NaN or inf (naming it), before anything is
                 written; or if ``folder`` is an existing file.
         """
-        folder = Path(folder)
-        if main_process_only and not distributed.is_main_process():
-            return folder
-        check_finite(self.transformer.state_dict().items(), f"refusing to save {folder}")
-        return write_folder(folder, lambda staging: self._write_files(staging, folder.name))
+        return model_io.save_folder(self, folder, main_process_only=main_process_only)
 
     def _write_files(self, folder: Path, name: str | None = None) -> None:
         """Write the files of :meth:`save_pretrained` straight into the existing ``folder``
-        (not atomic: callers write into a staging folder). ``name``: the final folder's
-        name, for the ``save`` failpoint (:mod:`siamtext.failpoints`)."""
-        self.transformer.save_pretrained(folder)
-        failpoint("save", name or folder.name)
-        self.tokenizer.save_pretrained(folder)
-        self.config.save(folder)
-        import siamtext
-
-        st_format.write_layout(
-            folder, pooling=self.config.pooling, normalize=self.config.normalize,
-            max_length=self.max_seq_length, dimension=self.embedding_dim,
-            versions={"siamtext": siamtext.__version__, "transformers": transformers.__version__,
-                      "pytorch": torch.__version__},
-        )
-        write_model_card(
-            folder, self.card_data, embedding_dim=self.embedding_dim,
-            max_seq_length=self.max_seq_length, pooling=self.config.pooling,
-            normalize=self.config.normalize,
-        )
-        if self._engine is not None:
-            save_engine(self._engine, self.backend, folder)
+        (:func:`siamtext.model_io.write_files`); a subclass adds its own files here."""
+        model_io.write_files(self, folder, name)
 
     # ------------------------------------------------------------------ export
     def export(self, backend: Literal["onnx", "openvino"] = "onnx", *, path: str | Path,
