@@ -5,34 +5,23 @@ two examples without retraining.
 
 The data is written for the project and ships with the package: 320 short utterances over
 16 intents (``resources/demo_intents.csv``) and 60 user questions with paraphrase groups
-(``resources/demo_questions.txt``).
+(``resources/demo_questions.txt``), read by :mod:`siamtext.samples` (its loaders are
+re-exported here).
 """
 
 from __future__ import annotations
 
-import csv
-import json
 import random
 import time
 from collections.abc import Callable
-from importlib import resources
 
 from siamtext.evaluation import intent_accuracy
 from siamtext.model import SiamText
-
-
-def load_demo_intents() -> tuple[list[str], list[str]]:
-    """The demo intent data: (texts, labels), 20 utterances for each of 16 intents."""
-    path = resources.files("siamtext") / "resources" / "demo_intents.csv"
-    with path.open(encoding="utf-8", newline="") as f:
-        rows = list(csv.DictReader(f))
-    return [r["text"] for r in rows], [r["label"] for r in rows]
-
-
-def load_demo_questions() -> list[str]:
-    """60 user questions, about half of them in paraphrase groups."""
-    path = resources.files("siamtext") / "resources" / "demo_questions.txt"
-    return [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+from siamtext.samples import (  # also re-exported: siamtext.demo.load_demo_*
+    load_demo_intents,
+    load_demo_question_groups,
+    load_demo_questions,
+)
 
 
 def split_per_class(texts: list[str], labels: list[str], test_share: float = 0.25,
@@ -112,12 +101,6 @@ def run_demo(model: SiamText | None = None, print_fn: Callable[[str], None] = pr
 
 
 DEMO_DUPLICATE_THRESHOLD = 0.75
-
-
-def load_demo_question_groups() -> list[list[int]]:
-    """The answer key of the demo questions: lists of line indices that are paraphrases."""
-    path = resources.files("siamtext") / "resources" / "demo_questions_groups.json"
-    return json.loads(path.read_text(encoding="utf-8"))
 
 
 def demo_duplicates(model: SiamText, print_fn: Callable[[str], None] = print) -> dict:

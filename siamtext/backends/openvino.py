@@ -34,6 +34,8 @@ from siamtext.backends import (
     output_name,
     require,
 )
+from siamtext.backends.export import export_onnx
+from siamtext.samples import load_demo_intents, load_demo_questions
 
 if TYPE_CHECKING:
     from siamtext.model import SiamText
@@ -109,8 +111,6 @@ def export_ir(model: SiamText, path: Path) -> Path:
     """Write ``model``'s transformer as an fp32 OpenVINO IR (``path`` ``.xml`` + ``.bin``),
     converted from its ONNX graph."""
     ov = require_openvino()
-    from siamtext.backends.export import export_onnx
-
     path.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="siamtext-onnx-") as tmp:
         onnx_path = export_onnx(model, Path(tmp) / "model.onnx")
@@ -121,7 +121,7 @@ def export_ir(model: SiamText, path: Path) -> Path:
 def quantize_ir(model: SiamText, source: Path, target: Path,
                 calibration_texts: list[str] | None = None, batch_size: int = 16) -> Path:
     """Static int8 quantisation of an fp32 IR with NNCF, calibrated on ``calibration_texts``
-    (default: the demo intents and questions shipped with siamtext)."""
+    (default: the sample intents and questions shipped with siamtext, :mod:`siamtext.samples`)."""
     ov = require_openvino()
     nncf = require("openvino", "nncf")
     texts = list(calibration_texts) if calibration_texts is not None else _default_calibration()
@@ -145,8 +145,8 @@ def quantize_ir(model: SiamText, source: Path, target: Path,
 
 
 def _default_calibration() -> list[str]:
-    from siamtext.demo import load_demo_intents, load_demo_questions
-
+    """The first :data:`CALIBRATION_SIZE` of the sample intents and questions
+    (:mod:`siamtext.samples`)."""
     return (load_demo_intents()[0] + load_demo_questions())[:CALIBRATION_SIZE]
 
 
