@@ -26,6 +26,7 @@ from siamtext.classify.threshold import (
     apply_calibration,
     check_similarity_threshold,
     encode_pair_scores,
+    split_pairs,
 )
 from siamtext.hub import HubMixin
 from siamtext.validation import check_choice, check_positive_int, check_texts
@@ -327,7 +328,6 @@ class DuplicateDetector(OnlineDuplicates, HubMixin):
         Returns:
             A matplotlib ``Figure``.
         """
-        from siamtext.classify.threshold import split_pairs
         from siamtext.plot import binary_labels, require_matplotlib, threshold_figure
 
         threshold = self.decision_threshold
