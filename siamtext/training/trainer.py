@@ -1,42 +1,34 @@
 """``SiamTextTrainer``: a ``transformers.Trainer`` that trains a :class:`~siamtext.SiamText`
-with a siamtext loss."""
+with a siamtext loss; this module holds its set-up and training loop.
+
+The loop: the rows are checked and tokenised before anything else, then each step embeds
+its batch through the tower (the DDP wrapper under data-parallel training, sub-batches on
+the CPU), calls the siamtext loss and lets the NaN guard (:mod:`.guard`) stop on, or drop,
+a NaN or inf step. The rest of the trainer comes from one mixin per concept: the batch
+samplers and data loaders (:mod:`.loaders`), checkpoints written atomically and resumed
+(:mod:`.checkpoint`) and evaluation with an evaluator's metrics (:mod:`.eval_hooks`).
+"""
 
 from __future__ import annotations
 
-import json
 import logging
-import os
-import shutil
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
 import transformers
-from accelerate.data_loader import prepare_data_loader
 from torch import nn
-from torch.utils.data import DataLoader
-from transformers.trainer_callback import ExportableState
-from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, SaveStrategy, rotate_checkpoints
 
 from siamtext import distributed
-from siamtext.atomic import commit_folder, write_folder
-from siamtext.data.batching import choose_batch_sampler, make_batch_sampler
 from siamtext.data.collators import TextCollator
-from siamtext.data.prepare import TokenizedDataset, check_data, prepare_dataset, resolve_columns
+from siamtext.data.prepare import check_data, prepare_dataset, resolve_columns
 from siamtext.failpoints import failpoint
-from siamtext.finite import check_finite
 from siamtext.training.arguments import TrainingArguments
-from siamtext.training.checkpoint import (
-    ARGS_NAME,
-    PARTIAL,
-    checkpoint_problem,
-    latest_checkpoint,
-    load_weights,
-    remove_partial_checkpoints,
-)
+from siamtext.training.checkpoint import CheckpointMixin, remove_partial_checkpoints
+from siamtext.training.eval_hooks import EvaluationMixin
 from siamtext.training.guard import NonFiniteGuard
+from siamtext.training.loaders import LoadersMixin
 from siamtext.training.tower import SubBatchedTower
 
 if TYPE_CHECKING:
@@ -47,7 +39,7 @@ logger = logging.getLogger(__name__)
 Evaluator = Callable[["SiamText"], Mapping[str, float]]
 
 
-class SiamTextTrainer(transformers.Trainer):
+class SiamTextTrainer(LoadersMixin, CheckpointMixin, EvaluationMixin, transformers.Trainer):
     """A ``transformers.Trainer`` that trains a :class:`~siamtext.SiamText` with a siamtext loss.
 
     Args:
@@ -70,9 +62,7 @@ class SiamTextTrainer(transformers.Trainer):
                  loss: nn.Module, eval_dataset: Any | None = None,
                  evaluator: Evaluator | None = None, columns: Mapping[str, str] | None = None,
                  callbacks: list[transformers.TrainerCallback] | None = None) -> None:
-        if not isinstance(args, TrainingArguments):
-            raise TypeError(f"args must be siamtext.training.TrainingArguments, got "
-                            f"{type(args).__name__}")
+        self._check_args(args)
         self.loss = loss
         self.evaluator = evaluator
         self.input_format = loss.input_format
@@ -85,14 +75,31 @@ class SiamTextTrainer(transformers.Trainer):
             check_data(eval_dataset, eval_spec, self.input_format, "eval_dataset")
             eval_rows = prepare_dataset(model, eval_dataset, eval_spec, args.pretokenize,
                                         "eval_dataset")
+        collator = TextCollator(model, self.spec.text_columns, self.spec.label_column,
+                                self.spec.label_dtype, device="cpu")
+        self._set_up(model, args, collator, eval_rows, callbacks)
+
+    @staticmethod
+    def _check_args(args: Any) -> None:
+        """Raise ``TypeError`` unless ``args`` is a siamtext ``TrainingArguments``."""
+        if not isinstance(args, TrainingArguments):
+            raise TypeError(f"args must be siamtext.training.TrainingArguments, got "
+                            f"{type(args).__name__}")
+
+    def _set_up(self, model: SiamText, args: TrainingArguments, collator: Callable,
+                eval_rows: Any | None,
+                callbacks: list[transformers.TrainerCallback] | None) -> None:
+        """The set-up after the data (``loss``, ``evaluator``, ``input_format``, ``spec`` and
+        ``train_rows`` are set): the batching is checked, activation checkpointing turned
+        on, ``transformers.Trainer`` built and the siamtext state started. Trainers on
+        other rows (:class:`~siamtext.training.distill_trainer.DistillationTrainer`) call it
+        after their own data."""
         self._make_sampler(args)  # raises on impossible batching, before training
         if args.activation_checkpointing or args.gradient_checkpointing:
             enable = getattr(model.transformer, "activation_checkpointing_enable", None) or \
                 model.transformer.gradient_checkpointing_enable
             enable()
             args.activation_checkpointing = args.gradient_checkpointing = False
-        collator = TextCollator(model, self.spec.text_columns, self.spec.label_column,
-                                self.spec.label_dtype, device="cpu")
         super().__init__(model=model, args=args, data_collator=collator,
                          train_dataset=self.train_rows, eval_dataset=eval_rows,
                          callbacks=callbacks)
@@ -106,68 +113,6 @@ class SiamTextTrainer(transformers.Trainer):
             self.remove_callback(transformers.PrinterCallback)
             self.add_callback(_LoggerCallback())
         self.label_names = []
-
-    # ------------------------------------------------------------------ batching
-    def _sampler_kind(self, args: TrainingArguments) -> str:
-        cached = getattr(self, "_kind", None)
-        if cached is not None and cached[0] == args.batch_sampler:
-            return cached[1]
-        kind = choose_batch_sampler(args.batch_sampler, self.input_format, self.train_rows,
-                                    self.spec, self._global_batch_size(args))
-        self._kind = (args.batch_sampler, kind)
-        return kind
-
-    def _samples_per_class(self, args: TrainingArguments) -> int:
-        """K of P x K batches: the argument if set, else the loss's preference."""
-        return args.samples_per_class or getattr(self.loss, "samples_per_class", 4)
-
-    @staticmethod
-    def _global_batch_size(args: TrainingArguments) -> int:
-        """Rows of one forward step over all processes: per-device batch x world size."""
-        return args.per_device_train_batch_size * max(1, args.world_size)
-
-    def _make_sampler(self, args: TrainingArguments) -> torch.utils.data.Sampler:
-        """This process's slice of the global batches (the global sampler in one process)."""
-        return make_batch_sampler(
-            self._sampler_kind(args), self.train_rows, self.spec,
-            batch_size=args.per_device_train_batch_size, world_size=max(1, args.world_size),
-            rank=args.process_index, samples_per_class=self._samples_per_class(args),
-            classes_per_batch=args.classes_per_batch, mega_batches=args.mega_batches,
-            seed=args.data_seed if args.data_seed is not None else args.seed,
-            drop_last=args.dataloader_drop_last)
-
-    def _sub_batch_size(self) -> int:
-        size = self.args.sub_batch_size
-        if size is None:
-            size = 8 if self.args.device.type == "cpu" else 0
-        return size
-
-    def get_train_dataloader(self) -> DataLoader:
-        """Batches of this process's slice of each global batch, padded on the CPU (pinned on
-        a GPU) and copied to the device without blocking."""
-        args = self.args
-        pin = args.dataloader_pin_memory and args.device.type == "cuda"
-        workers = args.dataloader_num_workers
-        loader = DataLoader(self.train_rows, batch_sampler=self._make_sampler(args),
-                            collate_fn=self.data_collator, num_workers=workers, pin_memory=pin,
-                            persistent_workers=workers > 0 and args.dataloader_persistent_workers)
-        # The sampler already gives each rank its slice of the global batch: prepare the
-        # loader as for one process, so that accelerate does not shard the batches again.
-        prepared = prepare_data_loader(loader, device=args.device, num_processes=1,
-                                       process_index=0, put_on_device=True, non_blocking=pin)
-        self.accelerator._dataloaders.append(prepared)  # as Accelerator.prepare does
-        return prepared
-
-    def get_eval_dataloader(self, eval_dataset: Any | None = None) -> DataLoader:
-        rows = self.eval_dataset if eval_dataset is None else eval_dataset
-        if not isinstance(rows, TokenizedDataset):
-            spec = resolve_columns(self.loss, rows, None, "eval_dataset")
-            rows = prepare_dataset(self.model, rows, spec, self.args.pretokenize, "eval_dataset")
-        order = sorted(range(len(rows)), key=lambda i: -rows.lengths[i])
-        bs = self.args.per_device_eval_batch_size
-        batches = [order[i : i + bs] for i in range(0, len(order), bs)]
-        loader = DataLoader(rows, batch_sampler=batches, collate_fn=self.data_collator)
-        return self.accelerator.prepare(loader)
 
     # ------------------------------------------------------------------ training
     def train(self, resume_from_checkpoint: str | bool | None = None, *args: Any,
@@ -210,22 +155,6 @@ class SiamTextTrainer(transformers.Trainer):
         finally:
             for param in frozen:
                 param.requires_grad_(True)
-
-    def _resolve_checkpoint(self, resume: str | bool | None) -> str | None:
-        """The checkpoint folder to resume from: checked, or found (``True``), or None."""
-        if resume is None or resume is False:
-            return None
-        if resume is True:
-            found = latest_checkpoint(self.args.output_dir)
-            if found is None:
-                logger.warning("No complete checkpoint in %s yet: starting from the beginning.",
-                               self.args.output_dir)
-            return found
-        problem = checkpoint_problem(resume)
-        if problem is not None:
-            raise ValueError(f"resume_from_checkpoint={str(resume)!r} cannot be resumed "
-                             f"from: {problem}")
-        return str(resume)
 
     def _log_batching(self) -> None:
         args = self.args
@@ -291,139 +220,6 @@ class SiamTextTrainer(transformers.Trainer):
         finally:
             self.loss.model = own
 
-    def prediction_step(self, model: nn.Module, inputs: dict[str, Any],
-                        prediction_loss_only: bool, ignore_keys: list[str] | None = None,
-                        ) -> tuple[torch.Tensor | None, None, None]:
-        inputs = self._prepare_inputs(inputs)
-        with torch.no_grad(), self.compute_loss_context_manager():
-            loss = self.compute_loss(model, inputs)
-        return loss.detach(), None, None
-
-    # ------------------------------------------------------------------ evaluation
-    def _validate_args(self) -> None:
-        strategy = self.args.eval_strategy
-        if self.evaluator is not None and self.eval_dataset is None:
-            self.args.eval_strategy = "no"  # the evaluator alone is enough to evaluate
-        try:
-            super()._validate_args()
-        finally:
-            self.args.eval_strategy = strategy
-
-    def _evaluator_metrics(self, prefix: str) -> dict[str, float]:
-        if self.evaluator is None:
-            return {}
-        metrics = self.evaluator(self.model)
-        return {k if k.startswith(f"{prefix}_") else f"{prefix}_{k}": float(v)
-                for k, v in metrics.items()}
-
-    def evaluation_loop(self, dataloader: DataLoader, description: str,
-                        prediction_loss_only: bool | None = None,
-                        ignore_keys: list[str] | None = None, metric_key_prefix: str = "eval",
-                        ) -> transformers.trainer_utils.EvalLoopOutput:
-        output = super().evaluation_loop(dataloader, description, prediction_loss_only,
-                                         ignore_keys, metric_key_prefix)
-        output.metrics.update(self._evaluator_metrics(metric_key_prefix))
-        return output
-
-    def evaluate(self, eval_dataset: Any | None = None, ignore_keys: list[str] | None = None,
-                 metric_key_prefix: str = "eval") -> dict[str, float]:
-        """Eval loss on the eval dataset (if any) plus the evaluator's metrics, logged."""
-        if eval_dataset is None and self.eval_dataset is None:
-            metrics = self._evaluator_metrics(metric_key_prefix)
-            if self.state.epoch is not None:
-                metrics["epoch"] = self.state.epoch
-            self.log(metrics)
-            self.control = self.callback_handler.on_evaluate(self.args, self.state,
-                                                             self.control, metrics)
-            return metrics
-        return super().evaluate(eval_dataset, ignore_keys, metric_key_prefix)
-
-    # ------------------------------------------------------------------ saving
-    def _save(self, output_dir: str | None = None, state_dict: dict | None = None) -> None:
-        """Write the model folder and the training arguments: straight into the staging
-        folder of a checkpoint, else atomically (:mod:`siamtext.atomic`)."""
-        output_dir = output_dir if output_dir is not None else self.args.output_dir
-        if not self.args.should_save:  # rank 0 (or each node's first with save_on_each_node)
-            return
-        check_finite(self.model.transformer.state_dict().items(),
-                     f"refusing to save {output_dir}")
-        if output_dir == self._staging:
-            self._write_model(Path(output_dir), os.path.basename(output_dir)[1:-len(PARTIAL)])
-        else:
-            write_folder(output_dir, lambda tmp: self._write_model(tmp, Path(output_dir).name))
-
-    def _write_model(self, folder: Path, name: str) -> None:
-        self.model._write_files(folder, name)
-        args = {k: v for k, v in self.args.to_dict().items() if _jsonable(v)}
-        with open(folder / ARGS_NAME, "w", encoding="utf-8") as f:
-            json.dump(args, f, indent=2)
-
-    def _save_checkpoint(self, model: nn.Module, trial: Any) -> None:
-        """``transformers.Trainer._save_checkpoint``, written atomically.
-
-        Every part (model folder, optimizer, schedule, scaler, random-generator states of
-        every process, trainer state last) goes into ``.checkpoint-N.partial``; once all are
-        in, it is flushed and renamed to ``checkpoint-N``. A run killed at any moment leaves
-        the earlier checkpoints as they were and no ``checkpoint-N`` that is half-written.
-        """
-        self.nan_guard.check(self.last_checkpoint)  # never save weights a NaN step made
-        args, state = self.args, self.state
-        name = f"{PREFIX_CHECKPOINT_DIR}-{state.global_step}"
-        run_dir = self._get_output_dir(trial=trial)
-        final = os.path.join(run_dir, name)
-        staging = os.path.join(run_dir, f".{name}{PARTIAL}")
-        distributed.barrier()
-        if args.should_save:
-            shutil.rmtree(staging, ignore_errors=True)
-            os.makedirs(staging)
-        distributed.barrier()  # every process writes its random-generator state into it
-        self._staging = staging
-        try:
-            if self.hp_search_backend is None and trial is None:
-                self.store_flos()
-            self.save_model(staging, _internal_call=True)
-            failpoint("checkpoint", state.global_step)
-            if args.save_strategy in (SaveStrategy.STEPS, SaveStrategy.EPOCH,
-                                      SaveStrategy.BEST) and state.best_global_step:
-                best = os.path.join(run_dir, f"{PREFIX_CHECKPOINT_DIR}-{state.best_global_step}")
-                if state.best_global_step == state.global_step or os.path.exists(best):
-                    state.best_model_checkpoint = best
-            if not args.save_only_model:
-                self._save_optimizer_and_scheduler(staging)
-                self._save_scaler(staging)
-                self._save_rng_state(staging)
-            if args.should_save:
-                for cb in [cb for cb in self.callback_handler.callbacks + [self.control]
-                           if isinstance(cb, ExportableState)]:
-                    cb_name = cb.__class__.__name__
-                    if isinstance(state.stateful_callbacks[cb_name], list):
-                        state.stateful_callbacks[cb_name].append(cb.state())
-                    else:
-                        state.stateful_callbacks[cb_name] = cb.state()
-                state.save_to_json(os.path.join(staging, transformers.trainer.TRAINER_STATE_NAME))
-        finally:
-            self._staging = None
-        distributed.barrier()
-        if args.should_save:
-            commit_folder(staging, final, keep_others=False)
-        distributed.barrier()
-        self.last_checkpoint = final
-        if args.push_to_hub:
-            self._push_from_checkpoint(final)
-        if args.should_save:
-            rotate_checkpoints(output_dir=run_dir, save_total_limit=args.save_total_limit,
-                               best_model_checkpoint=state.best_model_checkpoint, use_mtime=True)
-
-    def _load_from_checkpoint(self, resume_from_checkpoint: str,
-                              model: nn.Module | None = None) -> None:
-        load_weights(model if model is not None else self.model, resume_from_checkpoint)
-
-    def _load_best_model(self) -> None:
-        checkpoint = self.state.best_model_checkpoint
-        logger.info("Loading best model from %s (score: %s).", checkpoint,
-                    self.state.best_metric)
-        load_weights(self.model, checkpoint)
-
 
 class _LoggerCallback(transformers.TrainerCallback):
     """Send the trainer's logs to this module's logger (INFO)."""
@@ -457,11 +253,3 @@ def _is_collective_failure(err: RuntimeError) -> bool:
     return isinstance(err, backend_error) or any(
         m in text for m in ("connection closed", "connection reset", "timed out", "timeout",
                             "broken pipe", "gloo", "nccl"))
-
-
-def _jsonable(value: object) -> bool:
-    try:
-        json.dumps(value)
-    except (TypeError, ValueError):
-        return False
-    return True
