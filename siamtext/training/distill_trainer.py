@@ -15,8 +15,7 @@ from torch import nn
 
 from siamtext.data.prepare import DataSpec, TokenizedDataset
 from siamtext.training.arguments import TrainingArguments
-from siamtext.training.guard import NonFiniteGuard
-from siamtext.training.trainer import SiamTextTrainer, _LoggerCallback
+from siamtext.training.trainer import SiamTextTrainer
 
 if TYPE_CHECKING:
     from siamtext.model import SiamText
@@ -88,9 +87,7 @@ class DistillationTrainer(SiamTextTrainer):
     def __init__(self, model: SiamText, args: TrainingArguments, rows: TokenizedDataset,
                  loss: nn.Module, evaluator: Any | None = None,
                  callbacks: list[transformers.TrainerCallback] | None = None) -> None:
-        if not isinstance(args, TrainingArguments):
-            raise TypeError(f"args must be siamtext.training.TrainingArguments, got "
-                            f"{type(args).__name__}")
+        self._check_args(args)
         if getattr(loss, "input_format", None) != "text_target":
             raise ValueError(f"loss must take 'text_target' rows (text, teacher embedding), "
                              f"got {type(loss).__name__} with input_format "
@@ -106,26 +103,8 @@ class DistillationTrainer(SiamTextTrainer):
         self.input_format = "text_target"
         self.spec = DataSpec([TEXT], None)
         self.train_rows = rows
-        self._make_sampler(args)  # raises on impossible batching, before training
-        if args.activation_checkpointing or args.gradient_checkpointing:
-            enable = getattr(model.transformer, "activation_checkpointing_enable", None) or \
-                model.transformer.gradient_checkpointing_enable
-            enable()
-            args.activation_checkpointing = args.gradient_checkpointing = False
         # the siamtext trainer's set-up after its data, around transformers.Trainer's own
-        transformers.Trainer.__init__(self, model=model, args=args,
-                                      data_collator=TargetCollator(model), train_dataset=rows,
-                                      eval_dataset=None, callbacks=callbacks)
-        self.model_accepts_loss_kwargs = False
-        self.can_return_loss = True
-        self.rows_seen = 0
-        self.nan_guard = NonFiniteGuard(args.nan_policy, args.device)
-        self.last_checkpoint: str | None = None
-        self._staging: str | None = None
-        if args.disable_tqdm:
-            self.remove_callback(transformers.PrinterCallback)
-            self.add_callback(_LoggerCallback())
-        self.label_names = []
+        self._set_up(model, args, TargetCollator(model), None, callbacks)
 
 
 class TeacherAgreement:
