@@ -54,10 +54,17 @@ class RayBatcher(Batcher):
     def __init__(self, model: Any, **kwargs: Any) -> None:
         super().__init__(model, **kwargs)
         serve = _import_serve()
-        self._pool = ThreadPoolExecutor(1, thread_name_prefix="siamtext-inference")
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="siamtext-inference",
+                                        initializer=self._inference_thread)
         self._pending = 0
         self._batched = serve.batch(max_batch_size=self.max_batch_requests,
                                     batch_wait_timeout_s=self.max_wait)(self._embed_jobs)
+
+    def _inference_thread(self) -> None:
+        import torch
+
+        torch.set_grad_enabled(False)
+        torch.set_num_threads(self.threads)
 
     def start(self) -> None:  # no thread of its own: Ray Serve drives the batches
         pass

@@ -60,7 +60,7 @@ def create_app(model: ModelSource, index: IndexSource = None, intents: IntentsSo
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        loading = asyncio.get_running_loop().run_in_executor(None, service.load)
+        loading = asyncio.ensure_future(service.offload(service.load))
         loading.add_done_callback(_mark_ready)
         app.state.loading = loading
         try:

@@ -5,8 +5,9 @@ takes the first job, waits up to ``max_wait_ms`` for others to join (only while 
 on their way: with an ``arriving`` count that says none is, it goes at once), then takes jobs in
 arrival order while their tokens fit ``max_batch_tokens`` and they number at most
 ``max_batch_requests`` (the first job always goes, however long). The merged texts are sorted
-by length and embedded in forward passes of at most ``max_batch_tokens`` padded tokens, so
-padding stays small; each job gets its rows back in its own order. Jobs whose client went
+by length and embedded in forward passes of at most ``max_batch_tokens`` padded tokens, a pass
+ending before a text much shorter than its longest, so padding stays small; each job gets its
+rows back in its own order. Jobs whose client went
 away (:meth:`Job.cancel`) are dropped before they reach the model.
 
 A text's embedding is the model's pooled output of its own tokens, whatever its batch
@@ -27,7 +28,6 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 if TYPE_CHECKING:
     from siamtext.model import SiamText
@@ -93,14 +93,20 @@ class Batcher:
         arriving: How many requests are on their way to :meth:`submit` (received, not yet
             queued); the wait for company ends as soon as it says 0. ``None``: wait the full
             ``max_wait_ms``.
+        threads: torch intra-op threads of the inference thread; ``None``: what
+            ``torch.get_num_threads()`` says when the batcher is made.
     """
 
     def __init__(self, model: SiamText, *, max_batch_tokens: int = 16384,
                  max_batch_requests: int = 64, max_wait_ms: float = 5.0, max_queue: int = 1024,
                  on_batch: Callable[[BatchStats], None] | None = None,
                  on_drop: Callable[[int], None] | None = None,
-                 arriving: Callable[[], int] | None = None) -> None:
+                 arriving: Callable[[], int] | None = None, threads: int | None = None) -> None:
+        if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int)
+                                    or threads <= 0):
+            raise ValueError(f"threads must be a positive integer, got {threads!r}")
         self.model = model
+        self.threads = threads or torch.get_num_threads()
         self.max_batch_tokens = max_batch_tokens
         self.max_batch_requests = max_batch_requests
         self.max_wait = max_wait_ms / 1000.0
@@ -209,6 +215,7 @@ class Batcher:
 
     def _run(self) -> None:
         torch.set_grad_enabled(False)
+        torch.set_num_threads(self.threads)  # this thread's OpenMP team runs the model
         while True:
             batch = self._take()
             if batch is None:
@@ -243,6 +250,7 @@ class Batcher:
             while start < len(order):
                 longest = max(len(flat[order[start]]), 1)
                 size = max(1, min(len(order) - start, self.max_batch_tokens // longest))
+                size = _same_length_run(flat, order, start, size)
                 index = order[start : start + size]
                 inputs = self.model.pad([flat[i] for i in index])
                 emb = self.model.embed(**inputs).float()
@@ -253,6 +261,24 @@ class Batcher:
             results.append(out[row : row + len(ids)])
             row += len(ids)
         return results
+
+
+#: A forward pass ends before a text shorter than this share of its longest one...
+SPLIT_BELOW = 0.6
+#: ...once it holds this many texts (fewer: not worth another pass).
+SPLIT_AFTER = 4
+
+
+def _same_length_run(flat: Sequence[Sequence[int]], order: list[int], start: int,
+                     size: int) -> int:
+    """How many of the length-sorted texts from ``start`` (at most ``size``) go in one forward
+    pass: merged requests have mixed lengths, and padding 32 Banking77 texts to their longest
+    cost 90 ms where passes split at 0.6 of the longest cost 65 (all-MiniLM-L6-v2, 2 cores)."""
+    cut = SPLIT_BELOW * len(flat[order[start]])
+    for n in range(SPLIT_AFTER, size):
+        if len(flat[order[start + n]]) < cut:
+            return n
+    return size
 
 
 def _resolve(future: asyncio.Future, value: np.ndarray) -> None:
@@ -266,5 +292,8 @@ def _fail(future: asyncio.Future, err: BaseException) -> None:
 
 
 def normalize_rows(emb: np.ndarray) -> np.ndarray:
-    """L2-normalised rows (as ``torch.nn.functional.normalize``)."""
-    return F.normalize(torch.from_numpy(emb), p=2, dim=-1).numpy()
+    """L2-normalised rows (as ``torch.nn.functional.normalize``: norms clamped at 1e-12), in
+    NumPy, so that the event loop's thread never runs torch (see :mod:`siamtext.serve.service`
+    on threads)."""
+    norms = np.linalg.norm(emb, axis=-1, keepdims=True)
+    return emb / np.maximum(norms, 1e-12)

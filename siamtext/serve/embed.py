@@ -34,7 +34,7 @@ async def embed_texts(service: Service, encoder: SiamText, texts: list[str], *,
     batcher = service.batcher_for(encoder)
     start = time.perf_counter()
     if sum(len(t) for t in texts) > 4096:  # a long tokenisation stays off the event loop
-        ids = await asyncio.to_thread(batcher.tokenize, texts)
+        ids = await service.offload(batcher.tokenize, texts)
     else:
         ids = batcher.tokenize(texts)
     service.metrics.stage.labels("tokenize").observe(time.perf_counter() - start)

@@ -4,15 +4,24 @@
 shutdown (the batchers finish what is queued, then the index is closed, which writes its
 pending snapshot). Writes (to the index or the intents) go one at a time under
 :attr:`Service.write_lock`.
+
+Threads: the model runs on each batcher's inference thread, on all of torch's intra-op
+threads; everything else that blocks (loading, index searches and writes, intent scoring) runs
+on :meth:`Service.offload`'s workers, which use one torch thread each. With libgomp (torch's
+OpenMP on Linux) a second thread running torch on several threads keeps a second OpenMP team
+alive; once the teams' threads outnumber the cores, libgomp stops spinning between parallel
+regions and every region pays a wake-up, which doubled the time of one short text on 2 cores.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
 import threading
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Union
 
@@ -30,6 +39,9 @@ logger = logging.getLogger(__name__)
 
 #: The ASGI scope key marking a request counted in :attr:`Service.arriving`.
 ARRIVING = "siamtext.arriving"
+
+#: Worker threads for blocking work besides inference (searches, writes, loading).
+OFFLOAD_WORKERS = 4
 
 ModelSource = Union["SiamText", Callable[[], "SiamText"]]
 IndexSource = Union["Index", str, Path, Callable[["SiamText"], "Index"], None]
@@ -59,8 +71,13 @@ class Service:
     def __init__(self, model: ModelSource, index: IndexSource, intents: IntentsSource,
                  settings: ServeSettings, metrics: Metrics,
                  batcher: type[Batcher] = Batcher) -> None:
+        import torch
+
         self._batcher_class = batcher
         self._sources = (model, index, intents)
+        #: torch threads of the inference threads: what this (the app's) thread has now,
+        #: before the workers, on one thread each, are started.
+        self.torch_threads = torch.get_num_threads()
         self.settings = settings
         self.metrics = metrics
         self.model: SiamText | None = None
@@ -82,6 +99,15 @@ class Service:
         self._lock = threading.Lock()
         #: Called (on the loading thread) when loading fails; ``siamtext serve`` stops then.
         self.on_load_error: Callable[[], None] | None = None
+        self._executor = ThreadPoolExecutor(max_workers=OFFLOAD_WORKERS,
+                                            thread_name_prefix="siamtext-worker",
+                                            initializer=_one_torch_thread)
+
+    async def offload(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """Run blocking ``fn(*args, **kwargs)`` on a worker thread (one torch thread; see the
+        module docstring) and await its result."""
+        call = functools.partial(fn, *args, **kwargs)
+        return await asyncio.get_running_loop().run_in_executor(self._executor, call)
 
     # ------------------------------------------------------------------ life
     def load(self) -> None:
@@ -157,6 +183,7 @@ class Service:
             self.index.close()
         if self._owns_intents and self.intents is not None:
             self.intents.close()  # releases its collection
+        self._executor.shutdown(wait=False)
 
     # ------------------------------------------------------------------ use
     def batcher_for(self, encoder: SiamText) -> Batcher:
@@ -169,7 +196,8 @@ class Service:
                     encoder, max_batch_tokens=s.max_batch_tokens,
                     max_batch_requests=s.max_batch_requests, max_wait_ms=s.max_wait_ms,
                     max_queue=s.max_queue, on_batch=self.metrics.on_batch,
-                    on_drop=self.metrics.on_drop, arriving=lambda: self.arriving)
+                    on_drop=self.metrics.on_drop, arriving=lambda: self.arriving,
+                    threads=self.torch_threads)
                 batcher.start()
                 self._batchers[id(encoder)] = batcher
             return batcher
@@ -251,3 +279,9 @@ def _same_encoder(a: SiamText, b: SiamText) -> bool:
     from siamtext.index import fingerprint as fp
 
     return not fp.differences(fp.fingerprint(a), fp.fingerprint(b))
+
+
+def _one_torch_thread() -> None:
+    import torch
+
+    torch.set_num_threads(1)

@@ -282,3 +282,72 @@ def test_arrivals_are_counted_until_queued(tiny_model):
 
     asyncio.run(_with_app(app, go))
     assert seen == [0, 0]
+
+
+def test_passes_split_before_much_shorter_texts():
+    from siamtext.serve.batcher import _same_length_run
+
+    # lengths sorted longest first; 0.6 of 10 is 6: the pass ends before the first text
+    # shorter than 6 once it holds 4 texts
+    flat = [[0] * n for n in (10, 9, 8, 7, 6, 5, 3, 2)]
+    order = list(range(len(flat)))
+    assert _same_length_run(flat, order, 0, 8) == 5  # 10 9 8 7 6 | 5 3 2
+    assert _same_length_run(flat, order, 5, 3) == 3  # 5 3 2: too few to split
+    assert _same_length_run(flat, order, 0, 3) == 3  # the token budget's cap comes first
+    flat = [[0] * n for n in (10, 2, 2, 2, 2, 2)]  # short texts inside the first 4 stay
+    assert _same_length_run(flat, list(range(6)), 0, 6) == 4
+
+
+def test_mixed_lengths_split_into_passes_still_equal_encode(tiny_model, monkeypatch):
+    texts = [["a very long text about a card that was stolen on the train last night"],
+             ["hi"], ["where is my parcel now"], ["ok"], ["a"], ["why was I charged twice"],
+             ["b"], ["c d"]]
+    ids = [tiny_model.token_ids(t) for t in texts]
+    passes = []
+    embed = tiny_model.embed
+
+    def counting_embed(**inputs):
+        passes.append(inputs["input_ids"].shape)
+        return embed(**inputs)
+
+    monkeypatch.setattr(tiny_model, "embed", counting_embed)
+    results, rec = _run_jobs(tiny_model, ids, max_wait_ms=0)
+    assert len(rec.batches) == 1 and len(passes) >= 2
+    assert sum(shape[0] for shape in passes) == len(texts)
+    for t, got in zip(texts, results):
+        np.testing.assert_allclose(got, tiny_model.encode(t, normalize=False), atol=1e-5)
+
+
+def test_inference_thread_runs_on_the_batchers_torch_threads(tiny_model, monkeypatch):
+    import torch
+
+    seen = []
+
+    def forward(self, jobs):
+        seen.append(torch.get_num_threads())
+        return [np.zeros((len(ids), self.model.embedding_dim), np.float32) for ids in jobs]
+
+    monkeypatch.setattr(Batcher, "_forward", forward)
+    assert Batcher(tiny_model).threads == torch.get_num_threads()
+    _run_jobs(tiny_model, [[[101, 102]]], threads=1)
+    _run_jobs(tiny_model, [[[101, 102]]], threads=3)
+    assert seen == [1, 3]
+
+
+@pytest.mark.parametrize("threads", [0, -2, 1.5, True])
+def test_bad_thread_counts_are_refused(tiny_model, threads):
+    with pytest.raises(ValueError, match="threads must be a positive integer"):
+        Batcher(tiny_model, threads=threads)
+
+
+def test_normalize_rows_matches_torch_and_keeps_zero_rows():
+    import torch
+
+    from siamtext.serve.batcher import normalize_rows
+
+    x = np.array([[3.0, 4.0], [0.0, 0.0], [1e-7, 0.0]], dtype=np.float32)
+    got = normalize_rows(x)
+    np.testing.assert_allclose(got, [[0.6, 0.8], [0.0, 0.0], [1.0, 0.0]], rtol=1e-6)
+    want = torch.nn.functional.normalize(torch.from_numpy(x), p=2, dim=-1).numpy()
+    np.testing.assert_allclose(got, want, rtol=1e-6)
+    assert got.dtype == np.float32

@@ -8,7 +8,6 @@ durable before it returns, so a 201 means they survive a crash. Writes run one a
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 from fastapi import APIRouter, Depends, Path, Request
@@ -99,9 +98,9 @@ async def check(body: CheckRequest, request: Request) -> CheckResponse:
     emb, _ = await embed_texts(service, _encoder(service, index), texts,
                                request=request)
     if service.index_readonly:  # catch up with what the writing process stored
-        await asyncio.to_thread(index.refresh)
+        await service.offload(index.refresh)
     try:
-        hits = await asyncio.to_thread(index.search, emb, body.k, None, body.where)
+        hits = await service.offload(index.search, emb, body.k, None, body.where)
     except (TypeError, ValueError) as err:
         raise ApiError(422, f"where: {err}", "where") from None
     results = []
@@ -131,7 +130,7 @@ async def add(body: AddRequest, request: Request) -> AddResponse:
     metadata = [i.metadata for i in body.items]
     async with service.write_lock:
         try:
-            out = await asyncio.to_thread(index.add, texts, embeddings=emb, ids=ids,
+            out = await service.offload(index.add, texts, embeddings=emb, ids=ids,
                                           labels=labels, metadata=metadata)
         except ValueError as err:
             status = 409 if "already stored" in str(err) or "repeated" in str(err) else 422
@@ -148,9 +147,10 @@ async def add(body: AddRequest, request: Request) -> AddResponse:
 async def get(request: Request,
               item_id: int = Path(ge=-_INT64 - 1, le=_INT64)) -> HitOut:
     """One stored item (its score is 1)."""
-    index = service_of(request).require_index()
+    service = service_of(request)
+    index = service.require_index()
     try:
-        item = await asyncio.to_thread(index.get, item_id)
+        item = await service.offload(index.get, item_id)
     except KeyError:
         raise ApiError(404, f"no item has id {item_id}", "item_id") from None
     return HitOut(id=item.id, score=1.0, text=item.text, label=item.label,
@@ -166,7 +166,7 @@ async def delete(request: Request,
     index = service.require_index()
     async with service.write_lock:
         try:
-            await asyncio.to_thread(index.remove, item_id)
+            await service.offload(index.remove, item_id)
         except KeyError:
             raise ApiError(404, f"no item has id {item_id}", "item_id") from None
         except PermissionError:

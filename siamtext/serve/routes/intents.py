@@ -12,8 +12,6 @@ Changes run one at a time.
 
 from __future__ import annotations
 
-import asyncio
-
 import numpy as np
 from fastapi import APIRouter, Depends, Request
 from fastapi import Path as PathParam
@@ -127,7 +125,7 @@ async def predict(body: PredictRequest, request: Request) -> PredictResponse:
         labels, probas = clf.top_k(X, body.k)
         return labels, probas, clf.similarity(X), clf.decision_threshold
 
-    labels, probas, best, threshold = await asyncio.to_thread(score)
+    labels, probas, best, threshold = await service.offload(score)
     results = []
     for i, text in enumerate(texts):
         out = threshold is not None and float(best[i]) < threshold
@@ -155,7 +153,7 @@ async def add_examples(body: ExamplesRequest, request: Request,
     X = texts if clf.first_pass is not None else emb
     async with service.write_lock:
         try:
-            await asyncio.to_thread(_change, service, lambda: clf.add_examples(X, value))
+            await service.offload(_change, service, lambda: clf.add_examples(X, value))
         except (TypeError, ValueError) as err:
             raise ApiError(422, f"label: {err}", "label") from None
     return ChangeResponse(label=value, added=len(texts), classes=service.intent_classes())
@@ -177,7 +175,7 @@ async def remove_class(request: Request, label: str = PathParam(min_length=1)
                        "label")
     async with service.write_lock:
         try:
-            await asyncio.to_thread(_change, service, lambda: clf.remove_class(value))
+            await service.offload(_change, service, lambda: clf.remove_class(value))
         except ValueError as err:
             raise ApiError(404, str(err), "label") from None
     return ChangeResponse(label=value, classes=service.intent_classes())
