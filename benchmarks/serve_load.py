@@ -14,20 +14,29 @@ Servers (``--targets``):
   model_qint8_<isa>.onnx`` (``model.export("onnx", quantize="int8")`` first).
 * ``fastapi-st``: the endpoint sentence-transformers users are told to write: FastAPI, a
   sync ``def`` route (FastAPI runs it in its thread pool) calling ``model.encode``.
-* ``infinity``: ``infinity_emb v2`` from its own venv (``--infinity-venv``, default
-  ``benchmarks/.infinity-venv``: ``python -m venv benchmarks/.infinity-venv &&
-  benchmarks/.infinity-venv/bin/pip install 'infinity-emb[all]'``), engine ``--infinity-engine``
-  (torch; optimum where its pins allow). Skipped, with a row saying so, when it is missing.
+* ``infinity-torch``, ``infinity-optimum``: ``infinity_emb v2`` from its own venv
+  (``--infinity-venv``, default ``benchmarks/.infinity-venv``, built by ``make infinity-venv``)
+  with its torch engine and its optimum (ONNX Runtime) engine, its documented CPU choice; its
+  own defaults otherwise (``--infinity-args`` adds flags). Skipped, with a row saying so, when
+  the venv is missing.
 
 Targets (issue 22, on 2 cores): at C=64 and B=1, siamtext's best >= 1.5x Infinity's best and
 >= 3x fastapi-st in texts/s; at C=1, p99 <= the direct ``encode`` time of one text + 3 ms;
 zero errors; RSS growth < 5 % over ``--soak`` seconds (600 for the target) at C=64.
 
 ``--part scale`` is the second table: ``/intents/predict`` against an IntentClassifier of
-``--classes`` classes and ``/duplicates/check`` against an index of ``--items`` items (random
-unit vectors beside the model's fingerprint: the search cost, not the quality).
+``--classes`` classes (random unit vectors: the scoring cost) and ``/duplicates/check`` against
+an index of ``--items`` items (the embeddings of Banking77's texts and perturbed copies of them,
+as ``corpus_scale.py`` builds its million; queries are the test texts).
 
-    python benchmarks/serve_load.py                      # everything: about an hour
+``--part sweep`` varies one batching setting at a time around the defaults (``SWEEP``), the
+measurement behind ``siamtext serve``'s defaults; ``--soak 600`` with ``--part throughput``
+adds the RSS soak (written to serve_load_soak.json).
+
+    python benchmarks/serve_load.py                      # throughput and scale: about 50 min
+    python benchmarks/serve_load.py --part sweep         # batching settings: about 10 min
+    python benchmarks/serve_load.py --part throughput --targets siamtext-onnx-int8 \
+        --concurrency 64 --batch 1 --soak 600            # the RSS soak
     python benchmarks/serve_load.py --quick              # seconds: tiny points, 2 servers
 
 Writes benchmarks/results/serve_load.json (``--quick`` writes serve_load_quick.json, git-ignored).
@@ -51,7 +60,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 REPO = Path(__file__).resolve().parents[1]
-TARGETS = ("siamtext-torch", "siamtext-onnx-int8", "fastapi-st", "infinity")
+TARGETS = ("siamtext-torch", "siamtext-onnx-int8", "fastapi-st", "infinity-torch",
+           "infinity-optimum")
 
 FASTAPI_ST = """
 import sys
@@ -95,39 +105,55 @@ def percentile(values: list[float], q: float) -> float:
 async def closed_loop(url: str, route: str, payload_key: str, texts: list[str],
                       concurrency: int, batch: int, duration: float, max_requests: int,
                       extra: dict) -> dict:
-    """C clients, each sending its next request when the last one is answered."""
-    import httpx
+    """C clients, each sending its next request when the last one is answered.
 
+    Each client holds one keep-alive HTTP/1.1 connection and writes requests serialised before
+    the clock starts, so the generator spends microseconds per request: on 2 cores, a general
+    client (httpx) would take a share of the CPU the server is being measured on.
+    """
+    host, port = url.removeprefix("http://").split(":")
+    bodies = []
+    for i in range(0, max(len(texts), batch) * 2, batch):
+        chunk = [texts[(i + j) % len(texts)] for j in range(batch)]
+        body = json.dumps({payload_key: chunk, **extra}).encode()
+        bodies.append(f"POST {route} HTTP/1.1\r\nHost: {host}:{port}\r\n"
+                      f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
+                      f"\r\n".encode() + body)
     latencies: list[float] = []
     errors: dict[str, int] = {}
     sent = 0
-    cursor = 0
     deadline = time.perf_counter() + duration
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
 
-    async def client(c: httpx.AsyncClient) -> None:
-        nonlocal sent, cursor
-        while time.perf_counter() < deadline and sent < max_requests:
-            sent += 1
-            chunk = [texts[(cursor + i) % len(texts)] for i in range(batch)]
-            cursor += batch
-            body = {payload_key: chunk, **extra}
-            start = time.perf_counter()
-            try:
-                r = await c.post(route, json=body)
-                ok = r.status_code == 200
-                key = str(r.status_code)
-            except httpx.HTTPError as err:
-                ok, key = False, type(err).__name__
-            if ok:
-                latencies.append(time.perf_counter() - start)
-            else:
-                errors[key] = errors.get(key, 0) + 1
+    async def client() -> None:
+        nonlocal sent
+        reader, writer = await asyncio.open_connection(host, int(port))
+        try:
+            while time.perf_counter() < deadline and sent < max_requests:
+                request = bodies[sent % len(bodies)]
+                sent += 1
+                start = time.perf_counter()
+                try:
+                    writer.write(request)
+                    head = await reader.readuntil(b"\r\n\r\n")
+                    status = head[9:12].decode()
+                    length = next(int(line.split(b":", 1)[1]) for line in head.split(b"\r\n")
+                                  if line.lower().startswith(b"content-length:"))
+                    await reader.readexactly(length)
+                except (OSError, asyncio.IncompleteReadError, StopIteration) as err:
+                    errors[type(err).__name__] = errors.get(type(err).__name__, 0) + 1
+                    writer.close()
+                    reader, writer = await asyncio.open_connection(host, int(port))
+                    continue
+                if status == "200":
+                    latencies.append(time.perf_counter() - start)
+                else:
+                    errors[status] = errors.get(status, 0) + 1
+        finally:
+            writer.close()
 
-    async with httpx.AsyncClient(base_url=url, timeout=120, limits=limits) as c:
-        start = time.perf_counter()
-        await asyncio.gather(*[client(c) for _ in range(concurrency)])
-        elapsed = time.perf_counter() - start
+    start = time.perf_counter()
+    await asyncio.gather(*[client() for _ in range(concurrency)])
+    elapsed = time.perf_counter() - start
     return {"requests": len(latencies), "errors": errors, "seconds": elapsed,
             "texts_per_s": len(latencies) * batch / elapsed,
             "p50_ms": 1000 * percentile(latencies, 50), "p99_ms": 1000 * percentile(latencies, 99)}
@@ -179,17 +205,18 @@ def rss_mb(pid: int) -> float:
 
 class Server:
     def __init__(self, name: str, argv: list[str], route: str, payload_key: str,
-                 extra: dict | None = None, ready: str = "/ready", log: Path | None = None):
+                 extra: dict | None = None, ready: str = "/ready", log: Path | None = None,
+                 cwd: Path | None = None, env: dict | None = None):
         self.name, self.route, self.payload_key = name, route, payload_key
         self.extra = extra or {}
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         argv = [a.replace("{port}", str(self.port)) for a in argv]
-        env = dict(os.environ, HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
+        env = dict(os.environ, HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false", **(env or {}))
         self.log = log or Path(tempfile.mkstemp(suffix=f"-{name}.log")[1])
         self._log_file = self.log.open("wb")
         self.proc = subprocess.Popen(argv, stdout=self._log_file, stderr=subprocess.STDOUT,
-                                     env=env, start_new_session=True)
+                                     env=env, cwd=cwd, start_new_session=True)
         self.ready_route = ready
 
     def wait(self, timeout: float = 600) -> None:
@@ -222,6 +249,48 @@ class Server:
         self._log_file.close()
 
 
+INFINITY_ONNX = """
+import shutil, sys
+from pathlib import Path
+from optimum.onnxruntime import ORTModelForFeatureExtraction, ORTQuantizer
+from optimum.onnxruntime.configuration import AutoQuantizationConfig
+
+source, out = Path(sys.argv[1]), Path(sys.argv[2])
+shutil.copytree(source, out)
+ORTModelForFeatureExtraction.from_pretrained(source, export=True).save_pretrained(out)
+config = AutoQuantizationConfig.avx512_vnni(is_static=False, per_channel=False)
+ORTQuantizer.from_pretrained(out, file_name="model.onnx").quantize(config, save_dir=out)
+print(sorted(p.name for p in out.glob("*.onnx")))
+"""
+
+
+def infinity_onnx_folder(model_dir: Path, work: Path, args: argparse.Namespace) -> Path:
+    """The model folder with ONNX files for Infinity's optimum engine, made by optimum itself.
+
+    The recipe optimum documents for CPU (export, then dynamic int8 quantisation for AVX-512
+    VNNI, which this CPU has); on CPU Infinity picks the file whose name says "quantize"
+    (``model_quantized.onnx``) and runs ONNX Runtime's graph optimiser on it, its defaults.
+    """
+    out = work / "infinity-onnx"
+    if not out.exists():
+        script = work / "infinity_onnx.py"
+        script.write_text(textwrap.dedent(INFINITY_ONNX))
+        python = Path(args.infinity_venv) / "bin" / "python"
+        subprocess.run([str(python), str(script), str(model_dir), str(out)], check=True)
+    return out
+
+
+def siamtext_int8_folder(model_dir: Path, work: Path) -> tuple[Path, str]:
+    """The folder ``model.export("onnx", quantize="int8")`` writes, and its int8 file's name."""
+    from siamtext import SiamText
+
+    folder = work / "onnx-int8"
+    if not folder.exists():
+        int8 = SiamText(model_dir, device="cpu").export("onnx", path=folder, quantize="int8")
+        (work / "onnx-int8.name").write_text(int8.name)
+    return folder, (work / "onnx-int8.name").read_text()
+
+
 def start_server(name: str, model_dir: Path, work: Path, args: argparse.Namespace,
                  serve_args: list[str] | None = None) -> Server | str:
     """A started server, or why it could not start."""
@@ -230,14 +299,7 @@ def start_server(name: str, model_dir: Path, work: Path, args: argparse.Namespac
     if name == "siamtext-torch":
         return Server(name, [*siamtext, str(model_dir), *common], "/embed", "inputs")
     if name == "siamtext-onnx-int8":
-        from siamtext import SiamText
-
-        folder = work / "onnx-int8"
-        if not folder.exists():
-            int8 = SiamText(model_dir, device="cpu").export("onnx", path=folder,
-                                                            quantize="int8")
-            (work / "onnx-int8.name").write_text(int8.name)
-        file_name = (work / "onnx-int8.name").read_text()
+        folder, file_name = siamtext_int8_folder(model_dir, work)
         return Server(name, [*siamtext, str(folder), "--backend", "onnx", "--file-name",
                              file_name, *common], "/embed", "inputs")
     if name == "fastapi-st":
@@ -245,22 +307,28 @@ def start_server(name: str, model_dir: Path, work: Path, args: argparse.Namespac
         script.write_text(textwrap.dedent(FASTAPI_ST))
         return Server(name, [sys.executable, str(script), "{port}", str(model_dir)], "/embed",
                       "inputs")
-    if name == "infinity":
+    if name.startswith("infinity-"):
         exe = Path(args.infinity_venv) / "bin" / "infinity_emb"
         if not exe.exists():
             return f"not installed ({exe} missing; see the module docstring)"
-        return Server(name, [str(exe), "v2", "--model-id", str(model_dir), "--port", "{port}",
-                             "--engine", args.infinity_engine, "--device", "cpu"],
-                      "/embeddings", "input", extra={"model": str(model_dir)},
-                      ready="/health")
+        engine = name.removeprefix("infinity-")
+        cwd, model_id = None, str(model_dir)
+        if engine == "optimum":
+            # Infinity globs a local folder into absolute paths and hands one to optimum 2 as
+            # the file name, which optimum compares with bare names: give it the folder as "."
+            cwd, model_id = infinity_onnx_folder(model_dir, work, args), "."
+        return Server(name, [str(exe), "v2", "--model-id", model_id, "--port", "{port}",
+                             "--engine", engine, "--device", "cpu", *args.infinity_args],
+                      "/embeddings", "input", extra={"model": model_id},
+                      ready="/health", cwd=cwd, env={"HF_HOME": str(work / "infinity-hf")})
     raise ValueError(f"unknown target {name!r}; choose from {TARGETS}")
 
 
 # --------------------------------------------------------------------------- parts
-def load_texts(n: int) -> list[str]:
+def load_texts(n: int, split: str = "test") -> list[str]:
     from common import data_dir
 
-    path = data_dir() / "banking77" / "test.csv"
+    path = data_dir() / "banking77" / f"{split}.csv"
     if path.is_file():
         import csv
 
@@ -337,6 +405,7 @@ def throughput(args: argparse.Namespace, model_dir: Path, work: Path, texts: lis
 def scale(args: argparse.Namespace, model_dir: Path, work: Path, texts: list[str]) -> list[dict]:
     """/intents/predict at --classes classes, /duplicates/check at --items items."""
     import numpy as np
+    from corpus_scale import million
 
     from siamtext import SiamText
     from siamtext.classify import IntentClassifier
@@ -349,15 +418,22 @@ def scale(args: argparse.Namespace, model_dir: Path, work: Path, texts: list[str
         x = rng.standard_normal((n, model.embedding_dim)).astype(np.float32)
         return x / np.linalg.norm(x, axis=1, keepdims=True)
 
+    def stored(n: int) -> np.ndarray:
+        # real embeddings of Banking77's texts and perturbed copies of them (as
+        # corpus_scale.py and index_online.py build their millions): uniform random vectors
+        # have no neighbourhoods, the worst case of any inverted-file index
+        real = model.encode(load_texts(10**6, split="train") + texts, batch_size=64)
+        return million(real, n) if n > len(real) else real[:n]
+
     intents_dir, index_dir = work / f"intents-{args.classes}", work / f"index-{args.items}"
     if not intents_dir.exists():
         labels = [f"class_{i}" for i in range(args.classes) for _ in range(3)]
         IntentClassifier(model).fit(unit(len(labels)), labels).save(intents_dir)
     if not index_dir.exists():
         index = Index.create(index_dir, model)
+        vectors = stored(args.items)
         for start in range(0, args.items, 100_000):
-            n = min(100_000, args.items - start)
-            index.add(embeddings=unit(n))
+            index.add(embeddings=vectors[start : start + 100_000])
         index.optimize()
         index.close()
     server = start_server("siamtext-torch", model_dir, work, args,
@@ -379,6 +455,76 @@ def scale(args: argparse.Namespace, model_dir: Path, work: Path, texts: list[str
     finally:
         server.stop()
     return rows
+
+
+SWEEP = (  # (flag, values, concurrency, texts per request): one setting varied at a time
+    ("--max-wait-ms", ("0", "2", "5", "10"), (8, 64), 1),
+    ("--max-batch-requests", ("16", "32", "64", "128"), (8, 64), 1),
+    ("--max-batch-tokens", ("4096", "16384", "65536"), (8,), 32),
+)
+
+
+def sweep(args: argparse.Namespace, model_dir: Path, work: Path, texts: list[str]
+          ) -> list[dict]:
+    """The batching settings, one varied at a time around the defaults, on ``--sweep-target``:
+    the measurement the defaults of ``siamtext serve`` come from."""
+    rows = []
+    for flag, values, concurrencies, batch in SWEEP:
+        for value in values:
+            server = start_server(args.sweep_target, model_dir, work, args, [flag, value])
+            try:
+                server.wait()
+                warm_up(server, texts)
+                for conc in concurrencies:
+                    spec = {"url": server.url, "route": server.route,
+                            "payload_key": server.payload_key, "texts": texts,
+                            "concurrency": conc, "batch": batch,
+                            "duration": args.sweep_duration,
+                            "max_requests": args.max_requests, "extra": server.extra}
+                    row = {"target": args.sweep_target, "setting": flag, "value": value,
+                           "concurrency": conc, "batch": batch, **run_point(spec)}
+                    rows.append(row)
+                    print(json.dumps(row), flush=True)
+            finally:
+                server.stop()
+    return rows
+
+
+def int8_agreement(args: argparse.Namespace, model_dir: Path, work: Path, texts: list[str]
+                   ) -> dict:
+    """Mean and worst cosine, over ``texts``, between torch fp32 embeddings and those of each
+    int8 file served (siamtext's export; Infinity's optimum file), both run by ONNX Runtime
+    here: what each path's speed costs in agreement with the model."""
+    import numpy as np
+    import onnxruntime as ort
+
+    from siamtext import SiamText
+
+    model = SiamText(model_dir, device="cpu")
+    ref = model.encode(texts, batch_size=32)
+    folder, file_name = siamtext_int8_folder(model_dir, work)
+    files = {"siamtext-onnx-int8": folder / "onnx" / file_name}
+    if (Path(args.infinity_venv) / "bin" / "python").exists():
+        files["infinity-optimum"] = infinity_onnx_folder(model_dir, work, args) / \
+            "model_quantized.onnx"
+    out = {}
+    for name, path in files.items():
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = 2
+        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        rows = []
+        for i in range(0, len(texts), 32):
+            batch = model.tokenize(texts[i : i + 32])
+            feed = {x.name: batch[x.name].numpy() for x in session.get_inputs()}
+            hidden = session.run(None, feed)[0]
+            mask = batch["attention_mask"].numpy()[..., None]
+            emb = (hidden * mask).sum(1) / mask.sum(1)
+            rows.append(emb / np.linalg.norm(emb, axis=1, keepdims=True))
+        cos = (np.concatenate(rows) * ref).sum(1)
+        out[name] = {"file": path.name, "mean_cos": float(cos.mean()),
+                     "worst_cos": float(cos.min()), "texts": len(texts)}
+        print(json.dumps({name: out[name]}), flush=True)
+    return out
 
 
 def summary(rows: list[dict], direct: dict) -> list[str]:
@@ -407,7 +553,10 @@ def summary(rows: list[dict], direct: dict) -> list[str]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--generate", action="store_true", help=argparse.SUPPRESS)
-    parser.add_argument("--part", choices=["throughput", "scale", "all"], default="all")
+    parser.add_argument("--part", choices=["throughput", "scale", "sweep", "quality", "all"],
+                        default="all", help="all: throughput and scale (the sweep runs alone)")
+    parser.add_argument("--sweep-target", default="siamtext-torch")
+    parser.add_argument("--sweep-duration", type=float, default=20.0)
     parser.add_argument("--targets", default=",".join(TARGETS))
     parser.add_argument("--concurrency", default="1,8,64")
     parser.add_argument("--batch", default="1,32", help="texts per request")
@@ -420,7 +569,8 @@ def main() -> None:
     parser.add_argument("--texts", type=int, default=3080)
     parser.add_argument("--model", default=None, help="default: the packaged all-MiniLM-L6-v2")
     parser.add_argument("--infinity-venv", default=str(REPO / "benchmarks" / ".infinity-venv"))
-    parser.add_argument("--infinity-engine", default="torch")
+    parser.add_argument("--infinity-args", default="",
+                        help="extra infinity_emb v2 flags, space-separated (its defaults: none)")
     parser.add_argument("--quick", action="store_true",
                         help="tiny run: 2 s points, C=1,4, B=1, siamtext-torch and "
                              "fastapi-st, 50 classes and 2000 items")
@@ -434,6 +584,7 @@ def main() -> None:
     args.targets = [t for t in args.targets.split(",") if t]
     args.concurrency = [int(c) for c in args.concurrency.split(",")]
     args.batch = [int(b) for b in args.batch.split(",")]
+    args.infinity_args = args.infinity_args.split()
 
     from common import table, write_results
 
@@ -452,6 +603,10 @@ def main() -> None:
             payload["throughput"] = throughput(args, model_dir, work, texts)
         if args.part in ("scale", "all"):
             payload["scale"] = scale(args, model_dir, work, texts)
+        if args.part == "sweep":
+            payload["sweep"] = sweep(args, model_dir, work, texts)
+        if args.part in ("quality", "all"):
+            payload["int8_agreement"] = int8_agreement(args, model_dir, work, texts[:1000])
     rows = payload.get("throughput", [])
     print(table(["target", "C", "B", "texts/s", "p50 ms", "p99 ms", "errors", "RSS MiB"],
                 [[r["target"], r.get("concurrency", "soak"), r.get("batch", 1),
@@ -464,9 +619,20 @@ def main() -> None:
                       f"{r.get('texts_per_s', float('nan')):.1f}", f"{r.get('p50_ms', 0):.1f}",
                       f"{r.get('p99_ms', 0):.1f}", sum(r.get("errors", {}).values())]
                      for r in payload["scale"]]))
+    if payload.get("sweep"):
+        print(table(["setting", "value", "C", "B", "texts/s", "p50 ms", "p99 ms", "errors"],
+                    [[r["setting"], r["value"], r["concurrency"], r["batch"],
+                      f"{r.get('texts_per_s', float('nan')):.1f}", f"{r.get('p50_ms', 0):.1f}",
+                      f"{r.get('p99_ms', 0):.1f}", sum(r.get("errors", {}).values())]
+                     for r in payload["sweep"]]))
     payload["summary"] = summary(rows, payload["direct_encode"])
     print("\n".join(payload["summary"]))
-    path = write_results("serve_load_quick" if args.quick else "serve_load", payload)
+    name = "serve_load_quick" if args.quick else "serve_load"
+    if args.part in ("sweep", "quality"):
+        name += f"_{args.part}"
+    elif args.soak and args.part == "throughput":
+        name += "_soak"
+    path = write_results(name, payload)
     print(f"wrote {path}")
 
 

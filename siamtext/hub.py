@@ -201,7 +201,7 @@ class HubMixin:
     """Adds ``push_to_hub`` to a class that saves itself with ``save_pretrained(folder)``
     (or ``save(folder)``) into safetensors and JSON.
 
-    Example:
+    Examples:
         >>> model = SiamText("sentence-transformers/all-MiniLM-L6-v2")
         >>> model.push_to_hub("my-user/my-model")  # doctest: +SKIP
         'https://huggingface.co/my-user/my-model/commit/...'

@@ -78,7 +78,7 @@ class SiamText(HubMixin, nn.Module):
             read from the folder's ``siamtext_card.json``, else fresh with the base model;
             training fills in the set-up and the metrics.
 
-    Example:
+    Examples:
         >>> model = SiamText()
         >>> emb = model.encode(["How do I reset my password?", "I forgot my password"])
         >>> float(emb[0] @ emb[1]) > 0.5

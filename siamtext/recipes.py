@@ -11,7 +11,7 @@ all the shots and returns the model and a fitted classifier.
 :data:`FEWSHOT_RECIPES` are the candidates ``benchmarks/intent_quality.py`` measured on
 Banking77 8-shot; see README ("Few-shot intent recipes") for the figures behind them.
 
-Example:
+Examples:
     >>> model, clf, choice = fit_fewshot(SiamText(), texts, labels)
     >>> choice.recipe.name, choice.mode
     ('supcon', 'logistic')

@@ -71,7 +71,7 @@ def distill_static(
             ``quantize_to``, before any work.
         ImportError: Without the ``static`` extra.
 
-    Example:
+    Examples:
         >>> static = SiamText().distill_static(pca_dims=256)
         >>> static.encode(["How do I reset my password?"]).shape
         (1, 256)
@@ -124,7 +124,7 @@ class StaticEncoder:
     Attributes:
         static_model: The wrapped model2vec model.
 
-    Example:
+    Examples:
         >>> static = StaticEncoder.from_pretrained("static/")
         >>> static.similarity(["I lost my card"], ["my card is gone"]).shape
         (1, 1)

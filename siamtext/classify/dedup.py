@@ -71,7 +71,7 @@ class DuplicateDetector(OnlineDuplicates, HubMixin):
         classifier_: The fitted :class:`ThresholdClassifier` (calibrated probabilities).
         index_: With ``index``: the open collection, once used.
 
-    Example:
+    Examples:
         >>> det = DuplicateDetector(SiamText(), threshold=0.8)
         >>> det.is_duplicate("How do I reset my password?", "I forgot my password")
         True
@@ -118,7 +118,9 @@ class DuplicateDetector(OnlineDuplicates, HubMixin):
         Args:
             pairs: ``[(text_a, text_b), ...]``.
             labels: 1 (or True) for duplicates, 0 for different, one per pair.
-            objective, target, calibration: See :class:`ThresholdClassifier`.
+            objective: See :class:`ThresholdClassifier`.
+            target: See :class:`ThresholdClassifier`.
+            calibration: See :class:`ThresholdClassifier`.
 
         Returns:
             self. Nothing changes if fitting fails.

@@ -9,7 +9,7 @@ then stores it, durable when it returns. :meth:`DuplicateDetector.find_duplicate
 corpus search (exact tiles or faiss) on its stored vectors, with nothing re-embedded, and
 gives item ids (:func:`find_in_index`).
 
-Example:
+Examples:
     >>> det = DuplicateDetector(SiamText(), threshold=0.85, index="questions.idx")
     >>> det.add(["How do I reset my password?", "Where is my parcel?"])
     [0, 1]

@@ -117,7 +117,7 @@ class IntentClassifier(IntentAnswers, LiveExamples, HubMixin, ClassifierMixin,
             against one state even while another thread edits.
         index_: With ``index``: the open :class:`siamtext.index.Index`.
 
-    Example:
+    Examples:
         >>> clf = IntentClassifier(SiamText()).fit(texts, labels)
         >>> clf.add_examples(["Where is my parcel?", "my package hasn't arrived"], "delivery")
         >>> clf.predict(["when will my package come"]).tolist()

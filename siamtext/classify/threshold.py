@@ -140,7 +140,7 @@ class ThresholdClassifier(ClassifierMixin, BaseEstimator):
         best_score_: The objective's value at ``threshold_`` on the fitting data.
         classes_: The two labels; ``classes_[1]`` is the positive ("same") class.
 
-    Example:
+    Examples:
         >>> clf = ThresholdClassifier().fit([0.1, 0.4, 0.8, 0.9], [0, 0, 1, 1])
         >>> round(clf.threshold_, 3), clf.predict([0.2, 0.85]).tolist()
         (0.6, [0, 1])

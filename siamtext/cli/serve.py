@@ -31,8 +31,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                         help="token budget of one merged batch (default 16384)")
     parser.add_argument("--max-batch-requests", type=int, default=64,
                         help="most requests merged into one batch (default 64)")
-    parser.add_argument("--max-wait-ms", type=float, default=5.0,
-                        help="how long a batch waits for requests on their way (default 5)")
+    parser.add_argument("--max-wait-ms", type=float, default=2.0,
+                        help="how long a batch waits for requests on their way (default 2)")
     parser.add_argument("--max-queue", type=int, default=1024,
                         help="most requests waiting; one more gets 429 (default 1024)")
     parser.add_argument("--max-texts", type=int, default=256, help="texts per request (413)")

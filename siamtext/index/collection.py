@@ -64,7 +64,7 @@ class Index:
         batch_size: Texts per encoding batch.
         precision: The precision texts are embedded at (part of the fingerprint).
 
-    Example:
+    Examples:
         >>> index = Index.create("questions.idx", SiamText())
         >>> index.add(["How do I reset my password?", "Where is my parcel?"])
         [0, 1]
@@ -141,7 +141,9 @@ class Index:
                 stored one), or ``None`` to search and add by vectors only.
             readonly: Open for reading: no lock is taken, any number of readers may share
                 the collection with one writer; :meth:`refresh` catches up with its writes.
-            engine, batch_size, **options: As for :meth:`create`.
+            engine: As for :meth:`create`.
+            batch_size: As for :meth:`create`.
+            **options: As for :meth:`create`.
             precision: ``None``: the stored one.
 
         Raises:

@@ -84,7 +84,7 @@ class MilvusStore(Store):
         search_params: Search parameters (``{"ef": 64}`` for HNSW, ``{"nprobe": 16}`` for
             IVF).
 
-    Example:
+    Examples:
         >>> index = Index.create("items.db", dim=384, engine="milvus", collection="faq")
     """
 

@@ -210,7 +210,7 @@ class BatchHardTripletLoss(_BatchTripletLoss):
         :class:`~siamtext.losses.TripletLoss` (explicit triplets),
         :class:`~siamtext.losses.MultipleNegativesRankingLoss`.
 
-    Example:
+    Examples:
         >>> import torch
         >>> from siamtext import SiamText
         >>> from siamtext.losses import BatchHardTripletLoss
@@ -247,7 +247,7 @@ class BatchSemiHardTripletLoss(_BatchTripletLoss):
         :class:`BatchHardTripletLoss`, :class:`BatchAllTripletLoss`,
         :class:`~siamtext.losses.TripletLoss`.
 
-    Example:
+    Examples:
         >>> import torch
         >>> from siamtext import SiamText
         >>> from siamtext.losses import BatchSemiHardTripletLoss
@@ -283,7 +283,7 @@ class BatchAllTripletLoss(_BatchTripletLoss):
         :class:`BatchHardTripletLoss`, :class:`BatchSemiHardTripletLoss`,
         :class:`~siamtext.losses.TripletLoss`.
 
-    Example:
+    Examples:
         >>> import torch
         >>> from siamtext import SiamText
         >>> from siamtext.losses import BatchAllTripletLoss

@@ -249,7 +249,7 @@ class CachedMultipleNegativesRankingLoss(_GradCache, MultipleNegativesRankingLos
         :class:`~siamtext.losses.MultipleNegativesRankingLoss` (the same loss, one pass),
         :class:`~siamtext.losses.CachedSupervisedContrastiveLoss` (class-labelled rows).
 
-    Example:
+    Examples:
         >>> from siamtext import SiamText
         >>> from siamtext.losses import CachedMultipleNegativesRankingLoss
         >>> model = SiamText()
@@ -300,7 +300,7 @@ class CachedSupervisedContrastiveLoss(_GradCache, SupervisedContrastiveLoss):
         :class:`~siamtext.losses.SupervisedContrastiveLoss` (the same loss, one pass),
         :class:`~siamtext.losses.CachedMultipleNegativesRankingLoss` (anchor-positive rows).
 
-    Example:
+    Examples:
         >>> import torch
         >>> from siamtext import SiamText
         >>> from siamtext.losses import CachedSupervisedContrastiveLoss

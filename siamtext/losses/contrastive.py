@@ -82,7 +82,7 @@ class ContrastiveLoss(SiamLoss):
         :class:`~siamtext.losses.CoSENTLoss` (graded scores instead of 0/1),
         :class:`~siamtext.losses.MultipleNegativesRankingLoss` (positive pairs only).
 
-    Example:
+    Examples:
         >>> import torch
         >>> from siamtext import SiamText
         >>> from siamtext.losses import ContrastiveLoss

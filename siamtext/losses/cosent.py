@@ -98,7 +98,7 @@ class CoSENTLoss(SiamLoss):
         :class:`~siamtext.losses.ContrastiveLoss` (0/1 labels, a margin),
         :class:`~siamtext.losses.MultipleNegativesRankingLoss` (positive pairs only).
 
-    Example:
+    Examples:
         >>> import torch
         >>> from siamtext import SiamText
         >>> from siamtext.losses import CoSENTLoss

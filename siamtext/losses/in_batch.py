@@ -113,7 +113,7 @@ class MultipleNegativesRankingLoss(SiamLoss):
         :class:`~siamtext.losses.TripletLoss` (one negative, a margin),
         :class:`~siamtext.losses.BatchHardTripletLoss` (class-labelled batches).
 
-    Example:
+    Examples:
         >>> import torch
         >>> from siamtext import SiamText
         >>> from siamtext.losses import MultipleNegativesRankingLoss

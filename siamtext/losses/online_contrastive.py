@@ -88,7 +88,7 @@ class OnlineContrastiveLoss(ContrastiveLoss):
         :class:`~siamtext.losses.ContrastiveLoss` (every pair),
         :class:`~siamtext.losses.BatchHardTripletLoss` (hard mining over class labels).
 
-    Example:
+    Examples:
         >>> import torch
         >>> from siamtext import SiamText
         >>> from siamtext.losses import OnlineContrastiveLoss

@@ -107,7 +107,7 @@ class PrototypicalLoss(LabelledLoss):
         :class:`~siamtext.losses.SupervisedContrastiveLoss` (row to row instead of row to
         class mean).
 
-    Example:
+    Examples:
         >>> import torch
         >>> from siamtext import SiamText
         >>> from siamtext.losses import PrototypicalLoss

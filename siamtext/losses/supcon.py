@@ -83,7 +83,7 @@ class SupervisedContrastiveLoss(LabelledLoss):
         :class:`~siamtext.losses.MultipleNegativesRankingLoss` (one positive per anchor),
         :class:`~siamtext.losses.BatchHardTripletLoss` (a margin, one triplet per anchor).
 
-    Example:
+    Examples:
         >>> import torch
         >>> from siamtext import SiamText
         >>> from siamtext.losses import SupervisedContrastiveLoss

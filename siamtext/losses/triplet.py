@@ -73,7 +73,7 @@ class TripletLoss(SiamLoss):
         class-labelled batches), :class:`~siamtext.losses.MultipleNegativesRankingLoss`
         (the same rows, with every other row's positive as an extra negative).
 
-    Example:
+    Examples:
         >>> import torch
         >>> from siamtext import SiamText
         >>> from siamtext.losses import TripletLoss

@@ -98,7 +98,7 @@ class Batcher:
     """
 
     def __init__(self, model: SiamText, *, max_batch_tokens: int = 16384,
-                 max_batch_requests: int = 64, max_wait_ms: float = 5.0, max_queue: int = 1024,
+                 max_batch_requests: int = 64, max_wait_ms: float = 2.0, max_queue: int = 1024,
                  on_batch: Callable[[BatchStats], None] | None = None,
                  on_drop: Callable[[int], None] | None = None,
                  arriving: Callable[[], int] | None = None, threads: int | None = None) -> None:

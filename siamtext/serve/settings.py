@@ -32,9 +32,12 @@ class ServeSettings:
         retry_after_s: The ``Retry-After`` of a 429 or a 503, in seconds.
     """
 
+    # chosen by benchmarks/serve_load.py --part sweep (all-MiniLM-L6-v2, 2 cores, 20 s points):
+    # waits of 0 and 2 ms were within 2.5 % at 8 and 64 clients, 5 ms 8 % slower at 64, 10 ms
+    # collapsed; 32-128 requests per batch and 4,096-65,536 tokens within 5 %, 16 was 14 % slower
     max_batch_tokens: int = 16384
     max_batch_requests: int = 64
-    max_wait_ms: float = 5.0
+    max_wait_ms: float = 2.0
     max_queue: int = 1024
     max_body_bytes: int = 2 * 1024 * 1024
     max_texts: int = 256

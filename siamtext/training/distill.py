@@ -161,7 +161,7 @@ def distill(
             teacher, above the number of training texts, or with ``teacher_embeddings``,
             ``resume_from_checkpoint`` or ``load_best_model_at_end``.
 
-    Example:
+    Examples:
         >>> teacher = SiamText("my-fine-tuned-model")
         >>> student = teacher.distill(corpus_texts, layers=3, epochs=3)
         >>> student.export("onnx", path="student-int8", quantize="int8")

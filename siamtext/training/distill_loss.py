@@ -75,7 +75,7 @@ class EmbeddingDistillationLoss(SiamLoss):
     Related:
         :func:`siamtext.static.distill_static` (a static student, no training).
 
-    Example:
+    Examples:
         >>> student_model = SiamText()
         >>> loss = EmbeddingDistillationLoss(student_model)
         >>> texts = ["reset my password", "card lost"]
