@@ -30,7 +30,8 @@ def test_readme_links_become_site_links():
 
 
 def test_the_pointer_to_the_site_is_left_out_of_the_site():
-    text = "Intro.\n\nThe full documentation is the docs site: `make docs` builds it\ninto `site/`.\n\n## Install\n"
+    text = ("Intro.\n\nThe full documentation is the docs site: `make docs` builds it\n"
+            "into `site/`.\n\n## Install\n")
     assert _hooks().readme_for_site(text) == "Intro.\n\n## Install\n"
 
 
