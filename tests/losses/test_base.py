@@ -28,7 +28,7 @@ def test_every_loss_is_exported_and_registered():
         assert cls.__name__ in losses.__all__, name
         assert issubclass(cls, SiamLoss)
         assert cls.input_format in GROUPS and cls.input_format in ROWS
-        assert cls.__doc__ and "Example:" in cls.__doc__ and "Defaults:" in cls.__doc__
+        assert cls.__doc__ and "Examples:" in cls.__doc__ and "Defaults:" in cls.__doc__
     assert set(GROUPS) == set(ROWS) == {"pair", "pair_score", "triplet", "labelled",
                                         "anchor_positive"}
 
