@@ -20,6 +20,7 @@ where averaging per-rank losses would not.
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Sequence
 from contextlib import AbstractContextManager, nullcontext
 from typing import Any
@@ -61,6 +62,26 @@ def barrier() -> None:
     """Wait for every process (a no-op without a process group)."""
     if is_distributed():
         dist.barrier()
+
+
+def shutdown(wait: bool = True) -> None:
+    """Leave the default process group: wait for every process, then destroy the group.
+
+    Call it at the end of a data-parallel script (the ``siamtext`` command does). A gloo group
+    left for the interpreter's exit to tear down can abort the process with ``terminate
+    called without an active exception``: its worker threads still run while Python
+    finalises. A no-op without a process group.
+
+    Args:
+        wait: Meet every other process at a barrier first. Pass ``False`` on an error path,
+            where another process may already be gone and a barrier would wait for it.
+    """
+    if not (dist.is_available() and dist.is_initialized()):
+        return
+    if wait and dist.get_world_size() > 1:
+        dist.barrier()
+    gc.collect()  # a finished Trainer's DDP wrapper (in a reference cycle) holds the group
+    dist.destroy_process_group()
 
 
 def broadcast_from_main(value: Any) -> Any:

@@ -46,8 +46,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
+    ok = False
     try:
-        return int(args._run(args) or 0)
+        status = int(args._run(args) or 0)
+        ok = True
+        return status
     except (ValueError, TypeError, OSError, ImportError) as err:  # a missing extra is named
         print(f"siamtext {args.command}: error: {err}", file=sys.stderr)
         return 2
+    finally:
+        _leave_process_group(wait=ok)
+
+
+def _leave_process_group(wait: bool) -> None:
+    """Destroy the process group a command ran in under ``torchrun`` / ``accelerate launch``
+    (a gloo group left to the interpreter's exit can abort the process)."""
+    if "torch.distributed" in sys.modules:  # never import torch for a command that did not
+        from siamtext import distributed
+
+        distributed.shutdown(wait=wait)
