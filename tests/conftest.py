@@ -22,6 +22,11 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 import torch  # noqa: E402
 
 torch.manual_seed(0)
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # pytest-xdist runs one worker per core: the tiny towers gain nothing from a second
+    # OpenMP thread, and two workers of two threads each on two cores wait in libgomp's
+    # barriers. Tests that are about threads set their own counts.
+    torch.set_num_threads(1)
 
 
 def demo_texts() -> list[str]:

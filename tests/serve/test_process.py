@@ -50,6 +50,12 @@ def test_keys_over_the_wire(server):
         assert c.post("/duplicates", json=body, headers=_h(WRITE)).status_code == 201
 
 
+def _batches(server) -> float:
+    metrics = httpx.get(server.url + "/metrics", headers=_h(READ)).text
+    line = next(x for x in metrics.splitlines() if x.startswith("siamtext_batch_requests_count"))
+    return float(line.split()[-1])
+
+
 def test_batching_under_concurrency(server, tiny_model, corpus):
     requests = [corpus[i : i + 1 + i % 3] for i in range(32)]
 
@@ -57,15 +63,19 @@ def test_batching_under_concurrency(server, tiny_model, corpus):
         with httpx.Client(base_url=server.url, timeout=60, headers=_h(READ)) as c:
             return c.post("/embed", json={"inputs": texts})
 
-    with ThreadPoolExecutor(16) as pool:
-        answers = list(pool.map(post, requests))
-    assert [a.status_code for a in answers] == [200] * len(requests)
-    for texts, a in zip(requests, answers):
-        np.testing.assert_allclose(np.asarray(a.json()), tiny_model.encode(texts), atol=1e-5)
-    metrics = httpx.get(server.url + "/metrics", headers=_h(READ)).text
-    line = next(x for x in metrics.splitlines() if x.startswith("siamtext_batch_requests_count"))
-    batches = float(line.split()[-1])
-    assert batches < len(requests), metrics  # some requests shared a model batch
+    # Whether two requests meet in one batch depends on the scheduler: on a loaded machine
+    # a burst can arrive one by one. A server that never merges fails every burst.
+    for _ in range(5):
+        before = _batches(server)
+        with ThreadPoolExecutor(16) as pool:
+            answers = list(pool.map(post, requests))
+        assert [a.status_code for a in answers] == [200] * len(requests)
+        for texts, a in zip(requests, answers):
+            np.testing.assert_allclose(np.asarray(a.json()), tiny_model.encode(texts), atol=1e-5)
+        if _batches(server) - before < len(requests):
+            break  # some requests shared a model batch
+    else:
+        pytest.fail("32 concurrent requests never shared a model batch in 5 bursts")
 
 
 def test_openai_client(server, tiny_model):
