@@ -18,11 +18,13 @@ def test_two_cpu_workers_give_the_single_process_embeddings(tiny_model, corpus) 
 
 
 def test_pooled_options_follow_encode(tiny_model) -> None:
-    one = tiny_model.encode("hello there", devices=["cpu"], convert_to="torch")
+    # one worker start covers a single string, convert_to and normalize (starts are slow)
+    one = tiny_model.encode("hello there", normalize=False, devices=["cpu"],
+                            convert_to="torch")
     assert isinstance(one, torch.Tensor) and one.shape == (tiny_model.embedding_dim,)
-    raw = tiny_model.encode(["hello there"], normalize=False, devices=["cpu"])
-    np.testing.assert_allclose(raw, tiny_model.encode(["hello there"], normalize=False),
-                               atol=1e-6)
+    expected = tiny_model.encode("hello there", normalize=False, convert_to="torch")
+    assert abs(float(expected.norm()) - 1.0) > 1e-3  # unnormalised, so the option counted
+    np.testing.assert_allclose(one.numpy(), expected.numpy(), atol=1e-6)
     assert tiny_model.encode([], devices=["cpu"]).shape == (0, tiny_model.embedding_dim)
 
 

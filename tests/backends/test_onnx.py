@@ -145,14 +145,12 @@ def test_a_file_name_outside_the_folder_is_refused(tiny_onnx_dir):
 
 def test_a_process_pool_runs_the_same_exported_file(tiny_onnx, tiny_onnx_dir):
     texts = [f"{t} {i}" for i in range(12) for t in TEXTS]
-    pooled = tiny_onnx.encode(texts, devices=["cpu", "cpu"], batch_size=4)
-    assert np.abs(pooled - tiny_onnx.encode(texts, batch_size=4)).max() <= 1e-6
     int8 = SiamText(tiny_onnx_dir, backend="onnx", file_name=quantized_file_name("int8"))
-    pooled8 = int8.encode(texts, devices=["cpu", "cpu"], batch_size=4)
-    # the workers run the int8 file: close to this process's int8 (its activation scales
-    # follow the batch, and the pool batches differently), not equal to fp32
+    pooled8 = int8.encode(texts, devices=["cpu"], batch_size=4)
+    # the worker runs the int8 file: close to this process's int8 (its activation scales
+    # follow the batch, and the pool batches differently), not equal to the fp32 file
     assert np.abs(pooled8 - int8.encode(texts, batch_size=4)).max() <= 5e-3
-    assert np.abs(pooled8 - pooled).max() > 1e-5
+    assert np.abs(pooled8 - tiny_onnx.encode(texts, batch_size=4)).max() > 1e-5
 
 
 def test_classifiers_run_on_an_exported_model_and_keep_it(tiny_onnx, tiny_onnx_dir, tmp_path):
