@@ -150,7 +150,9 @@ def check_data(data: Any, spec: DataSpec, input_format: str, what: str = "train_
 
     Raises:
         ValueError: An empty dataset; pair labels outside {0, 1}; NaN or infinite scores;
-            a single class (or no class with two rows) for the batch-mining losses.
+            a single class (or no class with two rows) for the batch-mining losses; a single
+            class for (anchor, positive, label) rows without a negative column (masking
+            same-class rows would leave every anchor only its own positive).
     """
     n = len(data) if not isinstance(data, Mapping) else len(next(iter(data.values()), []))
     if n == 0:
@@ -168,6 +170,14 @@ def check_data(data: Any, spec: DataSpec, input_format: str, what: str = "train_
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
                 raise ValueError(f"{what}[{spec.label_column!r}][{i}] is {v!r}; scores must be "
                                  "finite numbers")
+    elif input_format == "anchor_positive" and len(spec.text_columns) == 2:
+        classes = set(labels)
+        if len(classes) < 2:
+            raise ValueError(f"{what}[{spec.label_column!r}] has a single class "
+                             f"{next(iter(classes))!r}: masking same-class rows leaves no "
+                             "in-batch negative, so nothing would be learnt; drop the label "
+                             "column (every other row is then a negative) or add a negative "
+                             "column")
     elif input_format == "labelled":
         counts: dict[Hashable, int] = {}
         for v in labels:

@@ -15,7 +15,6 @@ from siamtext.losses.base import (
     check_embeddings,
     check_labels,
     check_scale,
-    readable,
 )
 from siamtext.validation import check_choice
 
@@ -149,14 +148,11 @@ class MultipleNegativesRankingLoss(SiamLoss):
         name = type(self).__name__
         anchors, *others = check_embeddings(embeddings, self.input_format, name)
         if labels is not None:
+            # A batch of one class without hard negatives leaves each anchor only its own
+            # positive: its loss is 0 and teaches nothing, but it is a correct value (a
+            # sampler can draw such a batch when there are fewer classes than rows in a
+            # batch). Data of a single class is refused before training (check_data).
             labels = check_labels(labels, anchors.shape[0], name, anchors.device)
-            if (len(others) == 1 and anchors.shape[0] > 1 and readable(labels)
-                    and bool((labels == labels[0]).all())):
-                raise ValueError(
-                    f"{name}: all {labels.numel()} rows have the same label "
-                    f"{labels[0].item()!r}, so masking same-class rows leaves no negative; pass "
-                    "labels=None for rows without a class, or mix classes in each batch"
-                )
         return multiple_negatives_ranking_loss(anchors, torch.cat(others), self.scale,
                                                self.similarity, labels)
 

@@ -52,6 +52,14 @@ def test_single_class_is_rejected_for_triplet_mining() -> None:
         _checked({"text": ["a", "b", "c"], "label": ["x", "x", "x"]}, "labelled")
 
 
+def test_single_class_is_rejected_for_in_batch_negatives_without_a_negative_column() -> None:
+    rows = {"anchor": ["a", "b"], "positive": ["c", "d"], "label": ["x", "x"]}
+    with pytest.raises(ValueError, match="single class 'x': masking same-class rows leaves no"):
+        _checked(rows, "anchor_positive")
+    _checked({**rows, "negative": ["e", "f"]}, "anchor_positive")  # hard negatives remain
+    _checked({**rows, "label": ["x", "y"]}, "anchor_positive")
+
+
 def test_one_row_per_class_is_rejected_for_triplet_mining() -> None:
     with pytest.raises(ValueError, match="every class has one row"):
         _checked({"text": ["a", "b", "c"], "label": ["x", "y", "z"]}, "labelled")

@@ -57,11 +57,16 @@ def test_labels_mask_same_class_positives(tiny_model):
     assert different.item() == pytest.approx(plain.item())
 
 
-def test_one_class_without_hard_negatives_is_an_error(tiny_model):
-    # Masking would leave each anchor only its own positive: a loss of 0 that teaches nothing.
+def test_a_batch_of_one_class_without_hard_negatives_gives_zero(tiny_model):
+    # Masking leaves each anchor only its own positive: cross-entropy over one logit, 0, and
+    # no gradient. A sampler can draw such a batch when classes are fewer than rows; data of
+    # one class is refused before training (tests/data/test_prepare.py).
     loss = MultipleNegativesRankingLoss(tiny_model)
-    with pytest.raises(ValueError, match=r"all 2 rows have the same label 5, .*labels=None"):
-        loss.compute_loss_from_embeddings([ANCHORS, POSITIVES], torch.tensor([5, 5]))
+    anchors = ANCHORS.clone().requires_grad_(True)
+    value = loss.compute_loss_from_embeddings([anchors, POSITIVES], torch.tensor([5, 5]))
+    assert value.item() == 0.0
+    value.backward()
+    assert anchors.grad is not None and not anchors.grad.any()
 
 
 def test_dot_product_differs_from_cosine_on_unnormalised_vectors(tiny_model):

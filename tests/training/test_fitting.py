@@ -113,3 +113,24 @@ def test_every_siamtext_loss_trains_through_fit(tiny_bert_dir: Path, name: str) 
         learning_rate=1e-3, show_progress=False)
     assert model.card_data.training["loss"] == name
     assert math.isfinite(model.card_data.training["train_loss"])
+
+
+def test_in_batch_negatives_train_on_fewer_classes_than_rows_in_a_batch(
+        tiny_bert_dir: Path) -> None:
+    """60 demo intents of 3 classes, batches of 24: the sampler draws batches with repeated
+    classes and some of one class only (their masked loss is 0); training goes on (it raised
+    'all 2 rows have the same label' mid-epoch before)."""
+    from siamtext import make_anchor_positives
+    from siamtext.demo import load_demo_intents
+
+    texts, labels = load_demo_intents()
+    rows = make_anchor_positives(texts[:60], labels[:60])
+    model = SiamText(tiny_bert_dir, device="cpu")
+    fit(model, rows, "MultipleNegativesRankingLoss", batch_size=24, show_progress=False)
+    assert math.isfinite(model.card_data.training["train_loss"])
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    one_class = rows.map(lambda r: {"label": 0})
+    with pytest.raises(ValueError, match="single class 0: masking same-class rows"):
+        fit(model, one_class, "MultipleNegativesRankingLoss", batch_size=24,
+            show_progress=False)
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
