@@ -53,3 +53,17 @@ def test_readme_is_a_front_page():
     lines = (ROOT / "README.md").read_text(encoding="utf-8").splitlines()
     assert len(lines) <= 200, f"README has {len(lines)} lines; the details belong in docs/"
     assert any(line.strip() == "make test" or line.startswith("make test ") for line in lines)
+
+
+def test_code_lines_fit_the_sites_column():
+    """The site's content column shows about 78 characters of code at 1280 px; a longer
+    line hides its end (often a comment) behind a horizontal scroll."""
+    long = []
+    for page in [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]:
+        fenced = False
+        for number, line in enumerate(page.read_text(encoding="utf-8").splitlines(), 1):
+            if line.lstrip().startswith("```"):
+                fenced = not fenced
+            elif fenced and len(line) > 78:
+                long.append(f"{page.relative_to(ROOT)}:{number} ({len(line)})")
+    assert not long, long
