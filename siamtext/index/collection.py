@@ -26,10 +26,19 @@ from siamtext.index.base import (
     Label,
     Store,
     check_meta,
-    check_metadata,
     check_where,
 )
-from siamtext.validation import check_choice, check_label, check_positive_int, check_texts
+from siamtext.index.inputs import (
+    as_matrix,
+    check_ids,
+    check_labels,
+    check_metadata_list,
+    check_model,
+    check_threshold,
+    few,
+    to_numpy,
+)
+from siamtext.validation import check_choice, check_positive_int, check_texts
 
 if TYPE_CHECKING:
     from siamtext.model import SiamText
@@ -40,7 +49,6 @@ logger = logging.getLogger(__name__)
 ENGINES = {"local": "siamtext.index.local:LocalStore",
            "milvus": "siamtext.index.milvus:MilvusStore"}
 Engine = Literal["local", "milvus"]
-_INT64 = (-(2**63), 2**63 - 1)
 
 
 def _engine_class(engine: str) -> type[Store]:
@@ -161,7 +169,7 @@ class Index:
                 precision = (stored or {}).get("precision", "fp32")
             check_choice(precision, ("fp32", "bf16", "fp16"), "precision")
             if model is not None:
-                _check_model(stored, model, precision, str(path))
+                check_model(stored, model, precision, str(path))
         except BaseException:
             store.close()
             raise
@@ -256,12 +264,12 @@ class Index:
             KeyError: Naming the unknown ids (unless ``missing_ok``); nothing changes.
         """
         self._require_writable("remove")
-        arr = _check_ids(ids if not isinstance(ids, (int, np.integer)) else [ids], "ids")
+        arr = check_ids(ids if not isinstance(ids, (int, np.integer)) else [ids], "ids")
         arr = np.unique(arr)
         found = set(self.store.existing(arr).tolist())
         missing = [i for i in arr.tolist() if i not in found]
         if missing and not missing_ok:
-            raise KeyError(f"no item has id {_few(missing)}: nothing was removed")
+            raise KeyError(f"no item has id {few(missing)}: nothing was removed")
         keep = np.asarray([i for i in arr.tolist() if i in found], dtype=np.int64)
         if len(keep):
             self.store.delete(keep)
@@ -297,11 +305,11 @@ class Index:
             KeyError: Naming the ids that are not stored.
         """
         single = isinstance(ids, (int, np.integer)) and not isinstance(ids, bool)
-        arr = _check_ids([ids] if single else ids, "ids")
+        arr = check_ids([ids] if single else ids, "ids")
         found = set(self.store.existing(arr).tolist())
         missing = [i for i in arr.tolist() if i not in found]
         if missing:
-            raise KeyError(f"no item has id {_few(missing)}")
+            raise KeyError(f"no item has id {few(missing)}")
         items = self.store.get(arr, with_embeddings)
         return items[0] if single else items
 
@@ -326,7 +334,7 @@ class Index:
         """
         check_positive_int(k, "k")
         if threshold is not None:
-            threshold = _check_threshold(threshold)
+            threshold = check_threshold(threshold)
         where = check_where(where)
         single, q = self._queries(queries)
         hits = self.store.search(q, k, threshold, where) if len(q) else []
@@ -349,8 +357,8 @@ class Index:
             return isinstance(queries, str), self.embed(texts)
         if isinstance(queries, (list, tuple)) and not queries:
             return False, np.zeros((0, self.dim), dtype=np.float32)
-        arr = _as_matrix(queries, self.dim, "queries")
-        single = np.ndim(_to_numpy(queries)) == 1
+        arr = as_matrix(queries, self.dim, "queries")
+        single = np.ndim(to_numpy(queries)) == 1
         return single, arr
 
     def _require_writable(self, what: str) -> None:
@@ -363,28 +371,28 @@ class Index:
         if texts is None and embeddings is None:
             raise ValueError("pass texts, embeddings, or both")
         text_list = check_texts(texts, "texts") if texts is not None else None
-        vectors = _as_matrix(embeddings, self.dim, "embeddings") if embeddings is not None \
+        vectors = as_matrix(embeddings, self.dim, "embeddings") if embeddings is not None \
             else None
         n = len(text_list) if text_list is not None else len(vectors)
         if text_list is not None and vectors is not None and len(vectors) != n:
             raise ValueError(f"texts has {n} items but embeddings has {len(vectors)} rows")
         if vectors is None and self.model is None:
             raise ValueError("this collection was opened without a model: pass embeddings=")
-        label_list = _check_labels(labels, n)
-        meta_list = _check_metadata_list(metadata, n)
+        label_list = check_labels(labels, n)
+        meta_list = check_metadata_list(metadata, n)
         if ids is None:
             id_arr = None
         else:
-            id_arr = _check_ids(ids, "ids")
+            id_arr = check_ids(ids, "ids")
             if len(id_arr) != n:
                 raise ValueError(f"ids has {len(id_arr)} items for {n} items")
             uniq, counts = np.unique(id_arr, return_counts=True)
             if (counts > 1).any():
-                raise ValueError(f"ids repeated in one call: {_few(uniq[counts > 1].tolist())}")
+                raise ValueError(f"ids repeated in one call: {few(uniq[counts > 1].tolist())}")
             if not replace:
                 stored = self.store.existing(id_arr)
                 if len(stored):
-                    raise ValueError(f"ids already stored: {_few(sorted(stored.tolist()))} "
+                    raise ValueError(f"ids already stored: {few(sorted(stored.tolist()))} "
                                      "(use upsert to replace them)")
         if n == 0:
             return []
@@ -395,96 +403,3 @@ class Index:
         texts_out = text_list if text_list is not None else [None] * n
         self.store.write(id_arr, vectors, texts_out, label_list, meta_list)
         return id_arr.tolist()
-
-
-# --------------------------------------------------------------------------- checks
-def _check_model(stored: dict | None, model: SiamText, precision: str, where: str) -> None:
-    if stored is None:
-        raise ValueError(f"{where} holds vectors given by the user (no model was attached "
-                         f"when it was created); open it with model=None and pass embeddings")
-    given = fp.fingerprint(model, precision)
-    diff = fp.differences(stored, given)
-    if diff:
-        raise ValueError(f"{where} was filled by encoder {stored.get('model')!r}, not by "
-                         f"{given['model']!r}: {'; '.join(diff)}. Its vectors would not be "
-                         "comparable: open it with the model that filled it, or build a new "
-                         "collection")
-
-
-def _check_threshold(threshold: object) -> float:
-    if isinstance(threshold, bool) or not isinstance(threshold, (int, float, np.floating)) \
-            or not -1.0 <= float(threshold) <= 1.0:
-        raise ValueError(f"threshold must be a cosine similarity in [-1, 1], got {threshold!r}")
-    return float(threshold)
-
-
-def _check_ids(ids: object, name: str) -> np.ndarray:
-    if isinstance(ids, (str, bytes)) or not isinstance(ids, (Sequence, np.ndarray)):
-        raise TypeError(f"{name} must be a list of integers, got {type(ids).__name__}")
-    out = []
-    for i, v in enumerate(ids):
-        if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, np.integer)):
-            raise TypeError(f"{name}[{i}] must be an integer, got {type(v).__name__}: {v!r:.40}")
-        if not _INT64[0] <= int(v) <= _INT64[1]:
-            raise ValueError(f"{name}[{i}] = {v} does not fit in int64")
-        out.append(int(v))
-    return np.asarray(out, dtype=np.int64)
-
-
-def _check_labels(labels: object, n: int) -> list[Label | None]:
-    if labels is None:
-        return [None] * n
-    if isinstance(labels, (str, int, np.integer, np.str_)) and not isinstance(labels, bool):
-        return [check_label(labels, "labels")] * n
-    if not isinstance(labels, (Sequence, np.ndarray)):
-        raise TypeError(f"labels must be a label, a list of labels or None, got "
-                        f"{type(labels).__name__}")
-    if len(labels) != n:
-        raise ValueError(f"labels has {len(labels)} items for {n} items")
-    return [None if v is None else check_label(v, f"labels[{i}]") for i, v in enumerate(labels)]
-
-
-def _check_metadata_list(metadata: object, n: int) -> list[dict | None]:
-    if metadata is None:
-        return [None] * n
-    if isinstance(metadata, dict) or not isinstance(metadata, Sequence):
-        raise TypeError("metadata must be a list of dicts (one per item) or None, got "
-                        f"{type(metadata).__name__}")
-    if len(metadata) != n:
-        raise ValueError(f"metadata has {len(metadata)} items for {n} items")
-    return [check_metadata(m, f"metadata[{i}]") for i, m in enumerate(metadata)]
-
-
-def _to_numpy(x: object) -> np.ndarray:
-    if hasattr(x, "detach"):  # a torch tensor
-        return x.detach().cpu().float().numpy()
-    return np.asarray(x)
-
-
-def _as_matrix(x: object, dim: int, name: str) -> np.ndarray:
-    """``x`` as a C-contiguous ``(n, dim)`` float32 array of unit rows."""
-    try:
-        arr = _to_numpy(x)
-    except (TypeError, ValueError) as err:
-        raise TypeError(f"{name} must be an array of shape (n, {dim}): {err}") from None
-    if arr.dtype == object or not np.issubdtype(arr.dtype, np.number):
-        raise TypeError(f"{name} must be a numeric array, got dtype {arr.dtype}")
-    if arr.ndim == 1:
-        arr = arr[None, :]
-    if arr.ndim != 2 or arr.shape[1] != dim:
-        raise ValueError(f"{name} must have shape (n, {dim}) for this collection, got "
-                         f"{tuple(np.shape(x))}")
-    arr = np.ascontiguousarray(arr, dtype=np.float32)
-    if not np.isfinite(arr).all():
-        row = int(np.flatnonzero(~np.isfinite(arr).all(axis=1))[0])
-        raise ValueError(f"{name} row {row} holds NaN or infinite values")
-    norms = np.linalg.norm(arr, axis=1, keepdims=True)
-    if (norms == 0).any():
-        raise ValueError(f"{name} row {int(np.flatnonzero(norms[:, 0] == 0)[0])} is all zeros: "
-                         "it has no direction to compare")
-    return arr / norms
-
-
-def _few(values: list, most: int = 10) -> str:
-    shown = ", ".join(str(v) for v in values[:most])
-    return shown + (f" and {len(values) - most} more" if len(values) > most else "")

@@ -28,11 +28,8 @@ search catch up and run again.
 from __future__ import annotations
 
 import errno
-import fcntl
-import json
 import logging
 import os
-import re
 import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -40,24 +37,25 @@ from typing import Any
 
 import numpy as np
 
-from siamtext.atomic import fsync_dir
-from siamtext.failpoints import failpoint
 from siamtext.index import rows as rows_mod
 from siamtext.index.ann import IVF_FROM, RETRAIN_GROWTH, TUNE_QUERIES, ExactTopK, Structure
 from siamtext.index.base import (
     Hit,
-    IndexLockedError,
     Item,
     Label,
     Store,
     check_meta,
 )
+from siamtext.index.folder import (
+    check_folder,
+    publish_snapshot,
+    read_snapshot,
+    remove_stale_files,
+    take_lock,
+)
 
 logger = logging.getLogger(__name__)
 
-MANIFEST = "search.json"
-LOCK = "writer.lock"
-_SNAPSHOT = re.compile(r"^search-(\d+)\.faiss$")
 #: A filtered search over at most this many matching items reads their vectors and scores
 #: them exactly; a broader filter searches the index restricted to them.
 EXACT_FILTER = 20_000
@@ -115,7 +113,7 @@ class LocalStore(Store):
     def create(cls, location: str, meta: dict[str, Any], **options: Any) -> LocalStore:
         from siamtext.atomic import write_folder
 
-        folder = _check_folder(location)
+        folder = check_folder(location)
         if folder.exists() and any(folder.iterdir()):
             what = "a collection" if cls.exists(location) else "files"
             raise FileExistsError(f"{folder} already holds {what}: open it with Index.open, "
@@ -132,11 +130,11 @@ class LocalStore(Store):
 
     @classmethod
     def open(cls, location: str, writable: bool = True, **options: Any) -> LocalStore:
-        folder = _check_folder(location)
+        folder = check_folder(location)
         if not cls.exists(location):
             raise FileNotFoundError(f"no collection at {folder} ({rows_mod.FILE_NAME} is "
                                     "missing): create one with Index.create")
-        lock_fd = _take_lock(folder) if writable else None
+        lock_fd = take_lock(folder) if writable else None
         try:
             rows = rows_mod.Rows(folder / rows_mod.FILE_NAME, writable)
             try:
@@ -156,7 +154,9 @@ class LocalStore(Store):
     def _load(self) -> Structure:
         """The snapshot, caught up with the writes after it; rebuilt from the rows when
         there is no usable snapshot."""
-        structure, after = self._read_snapshot()
+        structure, after = read_snapshot(self.folder)
+        if structure is not None:
+            self._snap_seq = after
         conn = self.rows.reader()
         with rows_mod.transaction(conn, write=False):
             seq, count = _seq(conn), _count(conn)
@@ -176,25 +176,8 @@ class LocalStore(Store):
                 "SELECT value FROM meta WHERE key = 'next_id'").fetchone()[0])
         self._seq = seq
         if self.writable:
-            self._remove_stale_files()
+            remove_stale_files(self.folder)
         return structure
-
-    def _read_snapshot(self) -> tuple[Structure | None, int]:
-        path = self.folder / MANIFEST
-        err: Exception | None = None
-        for _ in range(3):  # a writer may replace the snapshot while this reads it
-            if not path.is_file():
-                return None, -1
-            try:
-                manifest = json.loads(path.read_text(encoding="utf-8"))
-                structure = Structure.read(str(self.folder / manifest["file"]), manifest)
-                self._snap_seq = int(manifest["seq"])
-                return structure, self._snap_seq
-            except Exception as e:  # a damaged snapshot costs a rebuild, never the collection
-                err = e
-        logger.warning("%s: cannot read the search snapshot (%s); rebuilding it from the "
-                       "rows", self.folder, err)
-        return None, -1
 
     def _build(self, conn: Any, count: int) -> Structure:
         """A new structure over every row, read in ``conn``'s current transaction. An IVF
@@ -340,39 +323,11 @@ class LocalStore(Store):
                 tmp = self.folder / f".{name}.tmp-{os.getpid()}"
                 self.structure.write(str(tmp))
                 manifest = {**self.structure.settings(), "seq": seq, "file": name}
-            try:
-                failpoint("index", "snapshot-written")
-                _fsync(tmp)
-                os.replace(tmp, self.folder / name)
-                failpoint("index", "snapshot-renamed")
-                _write_json(self.folder / MANIFEST, manifest)
-            except BaseException:
-                tmp.unlink(missing_ok=True)
-                raise
+            publish_snapshot(self.folder, tmp, manifest)
             with self._lock:
                 self._pending = 0 if self._seq == seq else self._pending
             self._snap_seq = seq
-            self._remove_stale_files()
-
-    def _remove_stale_files(self) -> None:
-        """Delete snapshots older than the current one and the one before it (a reader may
-        still be opening that one), and temporary files of processes that died."""
-        snapshots = sorted((int(m.group(1)), p) for p in self.folder.iterdir()
-                           if (m := _SNAPSHOT.match(p.name)))
-        current = None
-        try:
-            current = json.loads((self.folder / MANIFEST).read_text(encoding="utf-8"))["file"]
-        except (OSError, ValueError, KeyError):
-            pass
-        names = [p.name for _, p in snapshots]
-        keep = set(names[names.index(current) - 1 : names.index(current) + 1]) \
-            if current in names else set()
-        for _, path in snapshots:
-            if path.name not in keep:
-                path.unlink(missing_ok=True)
-        for path in self.folder.glob(".search*.tmp-*"):
-            if not path.name.endswith(f".tmp-{os.getpid()}"):
-                path.unlink(missing_ok=True)
+            remove_stale_files(self.folder)
 
     # ------------------------------------------------------------------ reads
     def existing(self, ids: np.ndarray) -> np.ndarray:
@@ -517,54 +472,9 @@ def _ranked(queries: np.ndarray, found: dict[int, tuple[int, Item]],
     return out
 
 
-def _check_folder(location: str) -> Path:
-    folder = Path(location)
-    if folder.exists() and not folder.is_dir():
-        raise ValueError(f"a local collection is a folder, but {folder} is a file")
-    return folder
-
-
-def _take_lock(folder: Path) -> int:
-    path = folder / LOCK
-    try:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    except OSError as err:
-        raise PermissionError(f"cannot open {folder} for writing ({err.strerror}): open it "
-                              "with readonly=True to search it") from None
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
-        os.close(fd)
-        raise IndexLockedError(f"{folder} is already open for writing (by process {holder}); "
-                               "one writer at a time: close that one, or open this one with "
-                               "readonly=True") from None
-    os.ftruncate(fd, 0)
-    os.pwrite(fd, str(os.getpid()).encode(), 0)
-    return fd
-
-
 def _seq(conn: Any) -> int:
     return int(conn.execute("SELECT value FROM meta WHERE key = 'seq'").fetchone()[0])
 
 
 def _count(conn: Any) -> int:
     return int(conn.execute("SELECT count(*) FROM items").fetchone()[0])
-
-
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _write_json(path: Path, payload: dict) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(payload, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    fsync_dir(path.parent)
