@@ -22,7 +22,11 @@ loading the model is not counted.
 - softmax: ``AutoModelForSequenceClassification`` on the same checkpoint, a plain torch loop:
   AdamW (weight decay 0.01, none on biases and LayerNorm, as transformers' Trainer), linear
   warm-up over 10% of the steps then linear decay, max length 128 with dynamic padding;
-  params: ``lr`` (5e-5), ``batch_size`` (32), ``epochs`` (1).
+  params: ``lr`` (5e-5), ``head_lr`` (= lr), ``batch_size`` (32), ``epochs`` (1),
+  ``class_weight`` (False); or ``tune`` (True) with ``lrs``, ``head_lr_factor`` (10),
+  ``max_epochs``, ``patience`` (3), ``validation_fraction`` (0.25): the learning rate and
+  epochs chosen on a validation split of the training rows, then trained on all of them
+  (see :func:`run_softmax`).
 """
 
 from __future__ import annotations
@@ -103,68 +107,176 @@ def run_setfit(spec: dict) -> dict:
                 "setfit", "sentence-transformers", "transformers", "torch", "scikit-learn")}
 
 
+def stratified_split(labels: list[str], fraction: float, seed: int
+                     ) -> tuple[list[int], list[int]]:
+    """The validation split siamtext's recipe selection carves from the same rows
+    (``siamtext.recipes.validation_split``, re-stated here: this script imports nothing of
+    siamtext): ``round(fraction * n)`` rows of each class of ``n >= 2`` rows, at least 1
+    and never all; same seed, same rows."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    by_class: dict[str, list[int]] = {}
+    for i, label in enumerate(labels):
+        by_class.setdefault(label, []).append(i)
+    train, held = [], []
+    for rows in by_class.values():
+        rows = [rows[i] for i in rng.permutation(len(rows))]
+        k = 0 if len(rows) < 2 else min(len(rows) - 1, max(1, round(fraction * len(rows))))
+        held += rows[:k]
+        train += rows[k:]
+    return sorted(train), sorted(held)
+
+
+class SoftmaxRun:
+    """One softmax fine-tune: ``AutoModelForSequenceClassification`` on the checkpoint, AdamW
+    (weight decay 0.01, none on biases and LayerNorm, as transformers' Trainer), the new head
+    at ``head_lr`` and the encoder at ``lr``, linear warm-up over 10 % of the steps of
+    ``epochs`` then linear decay, max length 128 with dynamic padding; optionally a
+    class-weighted cross-entropy (``n / (classes * count)``, scikit-learn's "balanced")."""
+
+    def __init__(self, spec: dict, classes: list[str], lr: float, head_lr: float,
+                 epochs: int, batch_size: int, class_weight: bool, seed: int) -> None:
+        import torch
+        import transformers
+        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+        transformers.logging.set_verbosity_error()
+        transformers.logging.disable_progress_bar()
+        self.torch, self.classes, self.batch_size = torch, classes, batch_size
+        self.index = {label: i for i, label in enumerate(classes)}
+        torch.manual_seed(seed)  # the new classifier layer's initialisation
+        self.tokenizer = AutoTokenizer.from_pretrained(spec["model"])
+        self.model = AutoModelForSequenceClassification.from_pretrained(
+            spec["model"], num_labels=len(classes), id2label=dict(enumerate(classes)),
+            label2id=self.index)
+        head = [(n, p) for n, p in self.model.named_parameters() if n.startswith("classifier")]
+        body = [(n, p) for n, p in self.model.named_parameters()
+                if not n.startswith("classifier")]
+        groups = []
+        for params, rate in ((body, lr), (head, head_lr)):
+            decay = [p for n, p in params if not ("bias" in n or "LayerNorm" in n)]
+            no_decay = [p for n, p in params if "bias" in n or "LayerNorm" in n]
+            groups += [{"params": decay, "weight_decay": 0.01, "lr": rate},
+                       {"params": no_decay, "weight_decay": 0.0, "lr": rate}]
+        self.optimizer = torch.optim.AdamW(groups)
+        self.epochs, self.class_weight, self.seed = epochs, class_weight, seed
+        self.lr, self.head_lr = lr, head_lr
+
+    def encode(self, batch: list[str]) -> dict:
+        return self.tokenizer(batch, padding=True, truncation=True, max_length=128,
+                              return_tensors="pt")
+
+    def train(self, texts: list[str], labels: list[str],
+              after_epoch: object = None) -> int:
+        """Train for ``self.epochs``; ``after_epoch(epoch)`` may return True to stop early.
+        Returns the number of steps run."""
+        torch = self.torch
+        import transformers
+
+        target = torch.tensor([self.index[label] for label in labels])
+        weight = None
+        if self.class_weight:
+            counts = torch.bincount(target, minlength=len(self.classes)).float()
+            weight = len(labels) / (len(self.classes) * counts.clamp(min=1))
+        steps = self.epochs * math.ceil(len(texts) / self.batch_size)
+        scheduler = transformers.get_linear_schedule_with_warmup(
+            self.optimizer, math.ceil(0.1 * steps), steps)
+        generator = torch.Generator().manual_seed(self.seed)
+        done = 0
+        for epoch in range(self.epochs):
+            self.model.train()
+            order = torch.randperm(len(texts), generator=generator).tolist()
+            for i in range(0, len(order), self.batch_size):
+                rows = order[i:i + self.batch_size]
+                logits = self.model(**self.encode([texts[r] for r in rows])).logits
+                loss = torch.nn.functional.cross_entropy(logits, target[rows], weight=weight)
+                loss.backward()
+                self.optimizer.step()
+                scheduler.step()
+                self.optimizer.zero_grad()
+                done += 1
+            if after_epoch is not None and after_epoch(epoch + 1):
+                break
+        return done
+
+    def proba(self, texts: list[str]):
+        torch = self.torch
+        self.model.eval()
+        chunks = []
+        with torch.inference_mode():
+            for i in range(0, len(texts), 128):
+                chunks.append(self.model(**self.encode(texts[i:i + 128])).logits.softmax(-1))
+        return torch.cat(chunks).numpy() if chunks else torch.empty(0, len(self.classes)).numpy()
+
+
 def run_softmax(spec: dict) -> dict:
-    """Fine-tunes the checkpoint end to end with a softmax head; returns its probabilities."""
-    import torch
-    import transformers
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+    """Fine-tunes the checkpoint end to end with a softmax head; returns its probabilities.
 
-    transformers.logging.set_verbosity_error()
-    transformers.logging.disable_progress_bar()
+    With ``params["tune"]`` (the practitioner's recipe of issue 23), the learning rate and
+    the number of epochs are chosen on a validation split of the training rows, the way
+    siamtext's recipe is: for each rate of ``lrs`` (encoder; the new head at
+    ``head_lr_factor`` times it), train up to ``max_epochs`` on the rest with early stopping
+    (``patience`` epochs without a better validation accuracy), keep the rate and epoch
+    count with the best validation accuracy (the smaller rate on a tie), then train that
+    recipe on all the rows. Without it: one fixed recipe (``lr``, ``epochs``)."""
     params, train, seed = spec.get("params", {}), spec["train"], spec.get("seed", 0)
-    lr, batch_size = params.get("lr", 5e-5), params.get("batch_size", 32)
-    epochs, max_length = params.get("epochs", 1), 128
+    batch_size, class_weight = params.get("batch_size", 32), bool(params.get("class_weight"))
     classes = sorted(set(train["labels"]))
-    index = {label: i for i, label in enumerate(classes)}
-    labels = torch.tensor([index[label] for label in train["labels"]])
-    texts = train["texts"]
-    torch.manual_seed(seed)  # the new classifier layer's initialisation
+    texts, labels = train["texts"], train["labels"]
     start = time.perf_counter()
-    tokenizer = AutoTokenizer.from_pretrained(spec["model"])
-    model = AutoModelForSequenceClassification.from_pretrained(
-        spec["model"], num_labels=len(classes), id2label=dict(enumerate(classes)),
-        label2id=index)
-    log(f"softmax: loaded {spec['model']} in {time.perf_counter() - start:.1f}s")
+    selection: list[dict] = []
+    if params.get("tune"):
+        lrs = params.get("lrs", [5e-5, 1e-4, 2e-4, 5e-4])
+        factor = params.get("head_lr_factor", 10.0)
+        max_epochs, patience = params.get("max_epochs", 10), params.get("patience", 3)
+        fit_rows, val_rows = stratified_split(labels, params.get("validation_fraction", 0.25),
+                                              seed)
+        val_texts, val_labels = [texts[i] for i in val_rows], [labels[i] for i in val_rows]
+        for lr in lrs:
+            run = SoftmaxRun(spec, classes, lr, lr * factor, max_epochs, batch_size,
+                             class_weight, seed)
+            history: list[float] = []
 
-    def encode(batch: list[str]) -> dict:
-        return tokenizer(batch, padding=True, truncation=True, max_length=max_length,
-                         return_tensors="pt")
+            def score(epoch: int) -> bool:
+                pred = run.proba(val_texts).argmax(axis=1)
+                history.append(round(100 * float(sum(
+                    classes[p] == y for p, y in zip(pred, val_labels))) / len(val_labels), 2))
+                best = history.index(max(history))
+                return len(history) - 1 - best >= patience
 
+            run.train([texts[i] for i in fit_rows], [labels[i] for i in fit_rows], score)
+            best_epoch = history.index(max(history)) + 1
+            selection.append({"lr": lr, "head_lr": lr * factor, "validation": history,
+                              "best_epoch": best_epoch, "best": max(history)})
+            log(f"softmax tune: lr {lr:g}: validation {history} -> epoch {best_epoch}")
+        chosen = max(selection, key=lambda c: (c["best"], -c["lr"]))
+        lr, head_lr, epochs = chosen["lr"], chosen["head_lr"], chosen["best_epoch"]
+    else:
+        lr = params.get("lr", 5e-5)
+        head_lr, epochs = params.get("head_lr", lr), params.get("epochs", 1)
+    selection_seconds = time.perf_counter() - start
+    run = SoftmaxRun(spec, classes, lr, head_lr, epochs, batch_size, class_weight, seed)
+    log(f"softmax: loaded {spec['model']}")
+    final_start = time.perf_counter()
+    steps = run.train(texts, labels)
+    final_seconds = time.perf_counter() - final_start
+    log(f"softmax: trained on {len(texts)} texts, {steps} steps in {final_seconds:.1f}s")
     start = time.perf_counter()
-    no_decay = [p for n, p in model.named_parameters() if "bias" in n or "LayerNorm" in n]
-    decay = [p for n, p in model.named_parameters() if not ("bias" in n or "LayerNorm" in n)]
-    optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": 0.01},
-                                   {"params": no_decay, "weight_decay": 0.0}], lr=lr)
-    steps = epochs * math.ceil(len(texts) / batch_size)
-    warmup = math.ceil(0.1 * steps)
-    scheduler = transformers.get_linear_schedule_with_warmup(optimizer, warmup, steps)
-    generator = torch.Generator().manual_seed(seed)
-    model.train()
-    for epoch in range(epochs):
-        order = torch.randperm(len(texts), generator=generator).tolist()
-        for i in range(0, len(order), batch_size):
-            rows = order[i:i + batch_size]
-            loss = model(**encode([texts[r] for r in rows]), labels=labels[rows]).loss
-            loss.backward()
-            optimizer.step()
-            scheduler.step()
-            optimizer.zero_grad()
-        log(f"softmax: epoch {epoch + 1}/{epochs}, last batch loss {loss.item():.4f}")
-    train_seconds = time.perf_counter() - start
-    log(f"softmax: trained on {len(texts)} texts, {steps} steps in {train_seconds:.1f}s")
-    start = time.perf_counter()
-    model.eval()
-    eval_texts, chunks = spec["eval"]["texts"], []
-    with torch.inference_mode():
-        for i in range(0, len(eval_texts), 128):
-            chunks.append(model(**encode(eval_texts[i:i + 128])).logits.softmax(-1))
-    proba = torch.cat(chunks).numpy() if chunks else torch.empty(0, len(classes)).numpy()
+    proba = run.proba(spec["eval"]["texts"])
     predict_seconds = time.perf_counter() - start
     log(f"softmax: predicted {len(proba)} texts in {predict_seconds:.1f}s")
-    effective = {"lr": lr, "batch_size": batch_size, "epochs": epochs, "steps": steps,
-                 "warmup_steps": warmup, "weight_decay": 0.01, "max_length": max_length,
-                 "scheduler": "linear", "seed": seed, "threads": torch.get_num_threads()}
-    return {"classes": classes, "proba": proba, "train_seconds": train_seconds,
+    effective = {"lr": lr, "head_lr": head_lr, "batch_size": batch_size, "epochs": epochs,
+                 "steps": steps, "warmup": 0.1, "weight_decay": 0.01, "max_length": 128,
+                 "scheduler": "linear", "class_weight": class_weight, "seed": seed,
+                 "threads": run.torch.get_num_threads()}
+    if params.get("tune"):
+        effective["selection"] = {"candidates": selection, "seconds": round(selection_seconds, 1),
+                                  "max_epochs": params.get("max_epochs", 10),
+                                  "patience": params.get("patience", 3)}
+    # selection included, as siamtext's seconds include its recipe selection
+    return {"classes": classes, "proba": proba,
+            "train_seconds": selection_seconds + final_seconds,
             "predict_seconds": predict_seconds, "params": effective,
             "versions": versions("transformers", "torch", "tokenizers")}
 
