@@ -24,9 +24,9 @@ loading the model is not counted.
   warm-up over 10% of the steps then linear decay, max length 128 with dynamic padding;
   params: ``lr`` (5e-5), ``head_lr`` (= lr), ``batch_size`` (32), ``epochs`` (1),
   ``class_weight`` (False); or ``tune`` (True) with ``lrs``, ``head_lr_factor`` (10),
-  ``max_epochs``, ``patience`` (3), ``validation_fraction`` (0.25): the learning rate and
-  epochs chosen on a validation split of the training rows, then trained on all of them
-  (see :func:`run_softmax`).
+  ``max_epochs``, ``patience`` (3), ``validation_rows`` (indices into the training rows): the
+  learning rate and epochs chosen on those rows, then trained on all of them (see
+  :func:`run_softmax`).
 """
 
 from __future__ import annotations
@@ -107,27 +107,6 @@ def run_setfit(spec: dict) -> dict:
                 "setfit", "sentence-transformers", "transformers", "torch", "scikit-learn")}
 
 
-def stratified_split(labels: list[str], fraction: float, seed: int
-                     ) -> tuple[list[int], list[int]]:
-    """The validation split siamtext's recipe selection carves from the same rows
-    (``siamtext.recipes.validation_split``, re-stated here: this script imports nothing of
-    siamtext): ``round(fraction * n)`` rows of each class of ``n >= 2`` rows, at least 1
-    and never all; same seed, same rows."""
-    import numpy as np
-
-    rng = np.random.default_rng(seed)
-    by_class: dict[str, list[int]] = {}
-    for i, label in enumerate(labels):
-        by_class.setdefault(label, []).append(i)
-    train, held = [], []
-    for rows in by_class.values():
-        rows = [rows[i] for i in rng.permutation(len(rows))]
-        k = 0 if len(rows) < 2 else min(len(rows) - 1, max(1, round(fraction * len(rows))))
-        held += rows[:k]
-        train += rows[k:]
-    return sorted(train), sorted(held)
-
-
 class SoftmaxRun:
     """One softmax fine-tune: ``AutoModelForSequenceClassification`` on the checkpoint, AdamW
     (weight decay 0.01, none on biases and LayerNorm, as transformers' Trainer), the new head
@@ -161,7 +140,6 @@ class SoftmaxRun:
                        {"params": no_decay, "weight_decay": 0.0, "lr": rate}]
         self.optimizer = torch.optim.AdamW(groups)
         self.epochs, self.class_weight, self.seed = epochs, class_weight, seed
-        self.lr, self.head_lr = lr, head_lr
 
     def encode(self, batch: list[str]) -> dict:
         return self.tokenizer(batch, padding=True, truncation=True, max_length=128,
@@ -214,8 +192,9 @@ def run_softmax(spec: dict) -> dict:
     """Fine-tunes the checkpoint end to end with a softmax head; returns its probabilities.
 
     With ``params["tune"]`` (the practitioner's recipe of issue 23), the learning rate and
-    the number of epochs are chosen on a validation split of the training rows, the way
-    siamtext's recipe is: for each rate of ``lrs`` (encoder; the new head at
+    the number of epochs are chosen on ``params["validation_rows"]``, the split of the
+    training rows that siamtext's recipe selection uses (the caller computes it with
+    ``siamtext.recipes.validation_split``): for each rate of ``lrs`` (encoder; the new head at
     ``head_lr_factor`` times it), train up to ``max_epochs`` on the rest with early stopping
     (``patience`` epochs without a better validation accuracy), keep the rate and epoch
     count with the best validation accuracy (the smaller rate on a tie), then train that
@@ -230,8 +209,9 @@ def run_softmax(spec: dict) -> dict:
         lrs = params.get("lrs", [5e-5, 1e-4, 2e-4, 5e-4])
         factor = params.get("head_lr_factor", 10.0)
         max_epochs, patience = params.get("max_epochs", 10), params.get("patience", 3)
-        fit_rows, val_rows = stratified_split(labels, params.get("validation_fraction", 0.25),
-                                              seed)
+        val_rows = sorted(params["validation_rows"])
+        held = set(val_rows)
+        fit_rows = [i for i in range(len(texts)) if i not in held]
         val_texts, val_labels = [texts[i] for i in val_rows], [labels[i] for i in val_rows]
         for lr in lrs:
             run = SoftmaxRun(spec, classes, lr, lr * factor, max_epochs, batch_size,
@@ -290,6 +270,13 @@ def check(spec: dict) -> None:
         raise ValueError(f"train.labels: {len(set(labels))} distinct labels; expected at least 2")
     if not isinstance(spec.get("eval", {}).get("texts"), list):
         raise ValueError("eval.texts: missing; expected a list of strings")
+    params = spec.get("params", {})
+    if params.get("tune"):
+        rows = params.get("validation_rows")
+        if (not isinstance(rows, list) or not rows or len(rows) >= len(texts)
+                or not all(isinstance(i, int) and 0 <= i < len(texts) for i in rows)):
+            raise ValueError("params.validation_rows: with tune, expected a non-empty list of "
+                             f"row indices below {len(texts)} that leaves rows to train on")
 
 
 def main() -> None:

@@ -66,7 +66,13 @@ from common import RESULTS, load_banking77, table, write_results  # noqa: E402
 from siamtext import SiamText  # noqa: E402
 from siamtext.classify import IntentClassifier  # noqa: E402
 from siamtext.classify.rejection import threshold_for_accuracy  # noqa: E402
-from siamtext.recipes import FEWSHOT_RECIPES, MODES, Recipe, fit_fewshot  # noqa: E402
+from siamtext.recipes import (  # noqa: E402
+    FEWSHOT_RECIPES,
+    MODES,
+    Recipe,
+    fit_fewshot,
+    validation_split,
+)
 
 HERE = Path(__file__).resolve().parent
 PEERS = HERE / "intent_peers.py"
@@ -189,6 +195,8 @@ def peer(kind: str, train: tuple[list[str], list[str]], evals: list[str], seed: 
         return None
     python = str(SETFIT_PYTHON) if kind == "setfit" else sys.executable
     script = "softmax" if kind.startswith("softmax") else kind
+    if params.get("tune"):  # the split siamtext's own recipe selection carves from these rows
+        params = {**params, "validation_rows": validation_split(train[1], seed=seed)[1]}
     with tempfile.TemporaryDirectory() as tmp:
         spec, out = Path(tmp) / "spec.json", Path(tmp) / "out.json"
         spec.write_text(json.dumps({"model": model_path(), "seed": seed, "params": params,
