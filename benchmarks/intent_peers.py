@@ -18,7 +18,9 @@ loading the model is not counted.
 - setfit: SetFit's default recipe (sentence-transformers body, scikit-learn
   LogisticRegression head, CosineSimilarityLoss on sampled pairs), batch size 16, one epoch,
   ``num_iterations`` 20 as in the SetFit paper and README (SetFit >= 1.0 defaults to
-  ``sampling_strategy="oversampling"`` instead); params: ``num_iterations``, ``max_steps``.
+  ``sampling_strategy="oversampling"`` instead); params: ``num_iterations``, ``max_steps``,
+  ``embeddings`` (also return the fine-tuned body's embeddings of the training and eval
+  texts, ``train_embeddings`` and ``eval_embeddings``, for heads the caller fits).
 - softmax: ``AutoModelForSequenceClassification`` on the same checkpoint, a plain torch loop:
   AdamW (weight decay 0.01, none on biases and LayerNorm, as transformers' Trainer), linear
   warm-up over 10% of the steps then linear decay, max length 128 with dynamic padding;
@@ -94,6 +96,11 @@ def run_setfit(spec: dict) -> dict:
     proba = model.predict_proba(spec["eval"]["texts"], as_numpy=True, show_progress_bar=False)
     predict_seconds = time.perf_counter() - start
     log(f"setfit: predicted {len(proba)} texts in {predict_seconds:.1f}s")
+    embeddings = {}
+    if params.get("embeddings"):  # the fine-tuned body's, for other heads fitted by the caller
+        for part, texts in (("train", train["texts"]), ("eval", spec["eval"]["texts"])):
+            embeddings[f"{part}_embeddings"] = model.encode(
+                texts, batch_size=128, show_progress_bar=False)  # what its head is fed
     effective = {key: getattr(args, key) for key in (
         "batch_size", "num_epochs", "num_iterations", "sampling_strategy", "max_steps",
         "body_learning_rate", "warmup_proportion", "l2_weight", "seed")}
@@ -103,7 +110,7 @@ def run_setfit(spec: dict) -> dict:
         if isinstance(value, int | float | str | bool | None)}}
     return {"classes": [str(c) for c in head.classes_], "proba": proba,
             "train_seconds": train_seconds, "predict_seconds": predict_seconds,
-            "params": effective, "versions": versions(
+            "params": effective, **embeddings, "versions": versions(
                 "setfit", "sentence-transformers", "transformers", "torch", "scikit-learn")}
 
 
@@ -288,7 +295,9 @@ def main() -> None:
     spec = json.loads(args.spec.read_text(encoding="utf-8"))
     check(spec)
     result = (run_setfit if args.peer == "setfit" else run_softmax)(spec)
-    result["proba"] = [[round(float(p), 6) for p in row] for row in result["proba"]]
+    for key in ("proba", "train_embeddings", "eval_embeddings"):
+        if key in result:
+            result[key] = [[round(float(p), 6) for p in row] for row in result[key]]
     args.out.write_text(json.dumps(result, indent=1), encoding="utf-8")
     log(f"{args.peer}: wrote {args.out}")
 
