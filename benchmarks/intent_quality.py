@@ -16,6 +16,9 @@ Same base model for every method (the packaged all-MiniLM-L6-v2), same data, one
 Parts (``--only``):
 
 * ``fewshot``: ``--shots`` examples per class (8), ``--seeds`` (0 1 2); test accuracy.
+* ``heads``: no training; the base model's embeddings of each few-shot set under SetFit's
+  default head (``LogisticRegression()``, C=1) and under siamtext's (C by cross-validation):
+  what the head choice alone is worth.
 * ``full``: all 10,003 training rows; test accuracy.
   ``--large-recipe prototypical`` trains siamtext with one epoch of :class:`PrototypicalLoss`
   instead (``full`` and ``longtail``), stored as ``full:prototypical``.
@@ -83,7 +86,7 @@ SETFIT_PYTHON = HERE / ".setfit-venv" / "bin" / "python"
 BALANCED_PEERS = ("setfit", "softmax", "softmax_balanced")
 #: Every peer row, in table order (SetFit's extra heads: :func:`setfit_heads`).
 PEER_ROWS = ("setfit", "setfit_cv_head", "setfit_balanced", "softmax", "softmax_balanced")
-PARTS = ("fewshot", "full", "full_softmax", "longtail", "newclasses", "oos")
+PARTS = ("fewshot", "heads", "full", "full_softmax", "longtail", "newclasses", "oos")
 #: The one-epoch recipes of ``full`` and ``longtail`` (``--large-recipe``). ``supcon``: the best
 #: full-data recipe of benchmarks/train_quality.py by accuracy per training second.
 #: ``prototypical``: the best of ``intent_recipe_grid.py --full`` (logistic mode, scored on
@@ -343,6 +346,43 @@ def fewshot(cfg: argparse.Namespace) -> dict:
     return out
 
 
+def heads(cfg: argparse.Namespace) -> dict:
+    """What the head alone does, with no body training: the base model's embeddings of each
+    few-shot set under SetFit's default head (scikit-learn ``LogisticRegression()``, C=1) and
+    under siamtext's logistic rule (C by cross-validation), scored on the test set."""
+    import torch
+    from sklearn.linear_model import LogisticRegression
+
+    from siamtext.classify.logistic import fit_head
+
+    train, test = load(cfg)
+    groups = by_class(*train)
+    model = SiamText(model_path())
+    test_emb = model.encode(test[0], batch_size=128).cpu()
+    out: dict = {"shots": {}}
+    for shots in cfg.shots:
+        runs = []
+        for seed in cfg.seeds:
+            x, y = take(groups, shots, seed)
+            emb = model.encode(x, batch_size=128).cpu()
+            classes = np.asarray(sorted(set(y)), dtype=object)
+            index = {c: i for i, c in enumerate(classes)}
+            t = np.array([index[v] for v in y])
+            default = LogisticRegression().fit(emb.numpy(), t)
+            cv = fit_head(emb, torch.from_numpy(t), classes)
+            runs.append({"seed": seed,
+                         "setfit_default_head": accuracy(
+                             classes[default.predict(test_emb.numpy())], test[1]),
+                         "cv_head": accuracy(classes[cv.logits(test_emb).argmax(-1).numpy()],
+                                             test[1]),
+                         "cv_C": cv.C})
+            print(f"heads {shots}-shot seed {seed}: {json.dumps(runs[-1])}", flush=True)
+        out["shots"][str(shots)] = {"runs": runs, "mean": {
+            k: round(float(np.mean([r[k] for r in runs])), 2)
+            for k in ("setfit_default_head", "cv_head")}}
+    return out
+
+
 def mean_of(runs: list[dict]) -> dict:
     keys = {"siamtext_chosen": None, "setfit": None, "setfit_cv_head": None, "softmax": None}
     out = {k: round(float(np.mean([r[k] for r in runs])), 2) for k in keys
@@ -558,11 +598,28 @@ def summary(results: dict) -> str:
         rows.append(["mean", m["zero_shot"]["logistic"], *(m["siamtext"][k] for k in MODES),
                      m.get("siamtext_chosen", "-"), m.get("setfit", "-"),
                      m.get("setfit_cv_head", "-"), m.get("softmax", "-"), "", "", ""])
+        cost = [[r["seed"], len(r["recipe"]["scores"]) if "scores" in r["recipe"] else "-",
+                 round(sum(r["recipe"]["seconds"].values()), 1)
+                 if isinstance(r["recipe"].get("seconds"), dict) else "-", r["siamtext_seconds"],
+                 *softmax_cost(r.get("softmax_params", {})), r.get("softmax_seconds", "-")]
+                for r in part["runs"]]
+        lines += [f"Banking77 {shots}-shot: the cost of choosing each recipe on validation",
+                  table(["seed", "siamtext candidates", "siamtext selection s",
+                         "siamtext total s", "softmax candidates (lr)", "softmax epochs run",
+                         "softmax chosen", "softmax selection s", "softmax total s"], cost),
+                  ""]
         lines += [f"Banking77 {shots}-shot test accuracy (%)", table(
             ["seed", "zero-shot logistic", "siamtext prototype", "siamtext knn",
              "siamtext logistic", "siamtext chosen (recipe, mode)", "SetFit",
              "SetFit, CV head", "softmax",
              "siamtext s", "SetFit s", "softmax s"], rows), ""]
+    for shots, part in results.get("heads", {}).get("shots", {}).items():
+        rows = [[r["seed"], r["setfit_default_head"], r["cv_head"], r["cv_C"]]
+                for r in part["runs"]]
+        rows.append(["mean", part["mean"]["setfit_default_head"], part["mean"]["cv_head"], ""])
+        lines += [f"Base model, no training, {shots}-shot: the head alone (test accuracy %)",
+                  table(["seed", "SetFit's default head (C=1)", "siamtext's head (C by CV)",
+                         "C chosen"], rows), ""]
     for _, f in entries(results, "full"):
         lines += [f"Banking77 full test accuracy (%), siamtext {recipe_name(f)}", table(
             ["zero-shot logistic", *(f"siamtext {k}" for k in MODES), "SetFit",
@@ -597,6 +654,16 @@ def summary(results: dict) -> str:
         lines += ["Out of scope (19 unknown classes): test", table(
             ["method", "in-scope accuracy", "out-of-scope recall", "AUROC"], rows), ""]
     return "\n".join(lines)
+
+
+def softmax_cost(params: dict) -> list:
+    """How the tuned softmax recipe was chosen: candidates, epochs trained in all, the choice,
+    selection seconds (``-`` for the fixed recipe)."""
+    sel = params.get("selection")
+    if not sel:
+        return ["-", "-", "-", "-"]
+    return [len(sel["candidates"]), sum(len(c["validation"]) for c in sel["candidates"]),
+            f"lr {params['lr']:g}, {params['epochs']} epochs", sel["seconds"]]
 
 
 def anchors(results: dict) -> str:
@@ -729,7 +796,7 @@ def main(argv: list[str] | None = None) -> int:
     stored = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
     results = stored.get("results", {})
     settings = stored.get("settings", {})
-    runners = {"fewshot": fewshot, "full": full, "full_softmax": full_softmax,
+    runners = {"fewshot": fewshot, "heads": heads, "full": full, "full_softmax": full_softmax,
                "longtail": longtail,
                "newclasses": newclasses, "oos": oos}
     for part in parts:
