@@ -358,13 +358,13 @@ def heads(cfg: argparse.Namespace) -> dict:
     train, test = load(cfg)
     groups = by_class(*train)
     model = SiamText(model_path())
-    test_emb = model.encode(test[0], batch_size=128).cpu()
+    test_emb = torch.as_tensor(model.encode(test[0], batch_size=128))
     out: dict = {"shots": {}}
     for shots in cfg.shots:
         runs = []
         for seed in cfg.seeds:
             x, y = take(groups, shots, seed)
-            emb = model.encode(x, batch_size=128).cpu()
+            emb = torch.as_tensor(model.encode(x, batch_size=128))
             classes = np.asarray(sorted(set(y)), dtype=object)
             index = {c: i for i, c in enumerate(classes)}
             t = np.array([index[v] for v in y])
