@@ -349,33 +349,25 @@ def fewshot(cfg: argparse.Namespace) -> dict:
 def heads(cfg: argparse.Namespace) -> dict:
     """What the head alone does, with no body training: the base model's embeddings of each
     few-shot set under SetFit's default head (scikit-learn ``LogisticRegression()``, C=1) and
-    under siamtext's logistic rule (C by cross-validation), scored on the test set."""
-    import torch
+    under siamtext's logistic mode (C by cross-validation), scored on the test set."""
     from sklearn.linear_model import LogisticRegression
-
-    from siamtext.classify.logistic import fit_head
 
     train, test = load(cfg)
     groups = by_class(*train)
     model = SiamText(model_path())
-    test_emb = torch.as_tensor(model.encode(test[0], batch_size=128))
+    test_emb = model.encode(test[0], batch_size=128)
     out: dict = {"shots": {}}
     for shots in cfg.shots:
         runs = []
         for seed in cfg.seeds:
             x, y = take(groups, shots, seed)
-            emb = torch.as_tensor(model.encode(x, batch_size=128))
-            classes = np.asarray(sorted(set(y)), dtype=object)
-            index = {c: i for i, c in enumerate(classes)}
-            t = np.array([index[v] for v in y])
-            default = LogisticRegression().fit(emb.numpy(), t)
-            cv = fit_head(emb, torch.from_numpy(t), classes)
+            emb = model.encode(x, batch_size=128)
+            default = LogisticRegression().fit(emb, y)
+            cv = IntentClassifier(model, mode="logistic").fit(emb, y)
             runs.append({"seed": seed,
-                         "setfit_default_head": accuracy(
-                             classes[default.predict(test_emb.numpy())], test[1]),
-                         "cv_head": accuracy(classes[cv.logits(test_emb).argmax(-1).numpy()],
-                                             test[1]),
-                         "cv_C": cv.C})
+                         "setfit_default_head": accuracy(default.predict(test_emb), test[1]),
+                         "cv_head": accuracy(cv.predict(test_emb), test[1]),
+                         "cv_C": cv.head_.C})
             print(f"heads {shots}-shot seed {seed}: {json.dumps(runs[-1])}", flush=True)
         out["shots"][str(shots)] = {"runs": runs, "mean": {
             k: round(float(np.mean([r[k] for r in runs])), 2)
