@@ -87,8 +87,8 @@ class Batcher:
         max_wait_ms: How long the first request of a batch waits for company.
         max_queue: Most waiting requests; :meth:`submit` raises :class:`QueueFullError`
             beyond.
-        on_batch: Called on the worker thread after each batch with its
-            :class:`BatchStats`.
+        on_batch: Called on the worker thread after each forward pass, before its requests
+            are answered, with the batch's :class:`BatchStats`.
         on_drop: Called on the worker thread with the number of jobs dropped.
         arriving: How many requests are on their way to :meth:`submit` (received, not yet
             queued); the wait for company ends as soon as it says 0. ``None``: wait the full
@@ -231,14 +231,16 @@ class Batcher:
                     job.loop.call_soon_threadsafe(_fail, job.future, err)
                 continue
             elapsed = time.perf_counter() - start
-            for job, emb in zip(batch, results):
-                job.loop.call_soon_threadsafe(_resolve, job.future, emb)
+            # counted before any request is answered, so a client that reads /info or
+            # /metrics after its response sees its own batch
             if self.on_batch is not None:
                 self.on_batch(BatchStats(
                     requests=len(batch), texts=sum(len(j.ids) for j in batch),
                     tokens=sum(j.tokens for j in batch),
                     queue_seconds=[start - j.enqueued for j in batch],
                     inference_seconds=elapsed))
+            for job, emb in zip(batch, results):
+                job.loop.call_soon_threadsafe(_resolve, job.future, emb)
 
     def _forward(self, jobs: list[list[list[int]]]) -> list[np.ndarray]:
         """Pooled embeddings of every job's texts, in forward passes sorted by length."""
