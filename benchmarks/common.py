@@ -76,12 +76,27 @@ def median(values: list[float]) -> float:
     return statistics.median(values)
 
 
+def cpu_model() -> str:
+    """The CPU's model name from ``/proc/cpuinfo``, else the machine: sessions on "2 cores"
+    have run on different CPUs (an AVX-512 Xeon, an AVX2 EPYC), so each result says which."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text(encoding="utf-8").splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def environment() -> dict[str, object]:
+    from siamtext.backends.export import isa_suffix
+
     return {
         "python": platform.python_version(),
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
-        "cpu": platform.processor() or platform.machine(),
+        "cpu": cpu_model(),
+        "isa": isa_suffix(),
         "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
     }
 

@@ -66,7 +66,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import RESULTS, load_banking77, table, write_results  # noqa: E402
+from common import RESULTS, environment, load_banking77, table, write_results  # noqa: E402
 
 from siamtext import SiamText  # noqa: E402
 from siamtext.classify import IntentClassifier  # noqa: E402
@@ -829,6 +829,7 @@ def main(argv: list[str] | None = None) -> int:
         result["wall_seconds"] = round(time.perf_counter() - start, 1)
         setting = {k: v for k, v in vars(cfg).items() if k not in ("only", "candidates")}
         setting["candidates"] = [r.to_dict() for r in cfg.candidates]
+        setting["environment"] = environment()  # parts run in different sessions and machines
         if part == "fewshot":  # merged by shot count: a rerun of 5 shots keeps the 8-shot runs
             result["shots"] = {**results.get(key, {}).get("shots", {}), **result["shots"]}
             by_shots = {**settings.get(key, {}).get("by_shots", {}),
