@@ -8,22 +8,12 @@ import pytest
 ray = pytest.importorskip("ray", reason="pip install 'siamtext[ray]'")
 
 from siamtext.integrations.ray import embed  # noqa: E402
+from tests.ray_start import start_local_ray  # noqa: E402
 
 
 @pytest.fixture(scope="module")
 def local_ray():
-    # Ray waits a fixed time for its GCS server and raylet to come up; on 2 cores busy with
-    # the other test worker that can run out ("timed out during startup", "Timed out waiting
-    # for file .../gcs_server_port_..."), so a start that timed out is tried again
-    for attempt in (1, 2, 3):
-        try:
-            ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
-                     configure_logging=False, ignore_reinit_error=True)
-            break
-        except Exception as error:
-            ray.shutdown()
-            if attempt == 3 or "timed out" not in str(error).lower():
-                raise
+    start_local_ray(configure_logging=False, ignore_reinit_error=True)
     yield
     ray.shutdown()
 

@@ -12,6 +12,7 @@ import pytest
 pytest.importorskip("ray.serve")
 
 from siamtext.index import Index  # noqa: E402
+from tests.ray_start import start_local_ray  # noqa: E402
 from tests.serve.process import free_port  # noqa: E402
 
 pytestmark = pytest.mark.slow  # a Ray instance and two replicas: about a minute
@@ -22,9 +23,9 @@ def ray_serve_url():
     import ray
     from ray import serve
 
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
-             runtime_env={"env_vars": {"HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false",
-                                       "OMP_NUM_THREADS": "1"}})
+    start_local_ray(runtime_env={"env_vars": {"HF_HUB_OFFLINE": "1",
+                                              "TOKENIZERS_PARALLELISM": "false",
+                                              "OMP_NUM_THREADS": "1"}})
     port = free_port()
     serve.start(http_options={"host": "127.0.0.1", "port": port})
     yield f"http://127.0.0.1:{port}"
