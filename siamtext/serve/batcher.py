@@ -234,11 +234,14 @@ class Batcher:
             # counted before any request is answered, so a client that reads /info or
             # /metrics after its response sees its own batch
             if self.on_batch is not None:
-                self.on_batch(BatchStats(
-                    requests=len(batch), texts=sum(len(j.ids) for j in batch),
-                    tokens=sum(j.tokens for j in batch),
-                    queue_seconds=[start - j.enqueued for j in batch],
-                    inference_seconds=elapsed))
+                try:
+                    self.on_batch(BatchStats(
+                        requests=len(batch), texts=sum(len(j.ids) for j in batch),
+                        tokens=sum(j.tokens for j in batch),
+                        queue_seconds=[start - j.enqueued for j in batch],
+                        inference_seconds=elapsed))
+                except Exception:  # noqa: BLE001 - a metrics failure must not keep answers
+                    logger.exception("on_batch failed on a batch of %d requests", len(batch))
             for job, emb in zip(batch, results):
                 job.loop.call_soon_threadsafe(_resolve, job.future, emb)
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
+import time
 
 import httpx
 import numpy as np
@@ -47,6 +48,44 @@ def test_batches_follow_the_request_limit(tiny_model):
     ids = [[[101, 7, 102]]] * 7
     _, rec = _run_jobs(tiny_model, ids, max_batch_requests=3, max_wait_ms=0)
     assert [b.requests for b in rec.batches] == [3, 3, 1]
+
+
+def _answer_one(model, on_batch):
+    """Submit one job to a batcher with ``on_batch``; its result and how many batches
+    ``on_batch`` had recorded when the result arrived."""
+    seen = []
+
+    def record(stats) -> None:
+        time.sleep(0.2)  # an answer sent before the batch is counted would arrive meanwhile
+        on_batch(stats)
+        seen.append(stats)
+
+    batcher = Batcher(model, on_batch=record, max_wait_ms=0)
+
+    async def go():
+        job = batcher.submit([[101, 7, 102]])
+        batcher.start()
+        try:
+            result = await asyncio.wait_for(job.future, 30)
+            return result, len(seen)
+        finally:
+            batcher.stop()
+
+    return asyncio.run(go())
+
+
+def test_a_batch_is_counted_before_its_requests_are_answered(tiny_model):
+    _, counted = _answer_one(tiny_model, lambda stats: None)
+    assert counted == 1
+
+
+def test_a_failing_on_batch_still_answers_the_requests(tiny_model, caplog):
+    def fail(stats) -> None:
+        raise RuntimeError("metrics are down")
+
+    result, counted = _answer_one(tiny_model, fail)
+    assert counted == 0 and result.shape == (1, tiny_model.embedding_dim)
+    assert "on_batch failed on a batch of 1 requests" in caplog.text
 
 
 def test_batches_follow_the_token_budget(tiny_model):
