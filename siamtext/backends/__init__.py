@@ -53,7 +53,9 @@ class Engine(Protocol):
 
     An engine may also offer ``concurrency`` (an int above 1) and a ``one_thread`` method
     with the ``__call__`` signature that several Python threads may call at once; then
-    ``SiamText.encode`` runs that many batches concurrently through it.
+    ``SiamText.encode`` runs that many batches concurrently through it. An engine with
+    ``set_threads(n)`` can be told its thread count after loading (``siamtext serve`` loads
+    on a one-thread worker and then gives the engine the app's threads).
     """
 
     path: Path

@@ -33,6 +33,7 @@ from siamtext.backends import (
     require_onnxruntime,
 )
 from siamtext.backends.export import export_onnx as export_file
+from siamtext.validation import check_positive_int
 
 
 def find_onnx_file(folder: Path, file_name: str | None = None) -> Path:
@@ -66,6 +67,8 @@ class OnnxTransformer:
         self._tmp: object | None = None  # keeps a temporary export folder alive
         self._providers = providers or ["CPUExecutionProvider"]
         threads = threads or default_threads()
+        #: Intra-op threads of the main session.
+        self.threads = threads
         self.session = self._session(threads)
         self.input_names = [i.name for i in self.session.get_inputs()]
         self.output_name = output_name(self.path, [o.name for o in self.session.get_outputs()])
@@ -73,6 +76,21 @@ class OnnxTransformer:
         self.concurrency = threads if self._providers == ["CPUExecutionProvider"] else 1
         self._single: object | None = None
         self._single_lock = threading.Lock()
+
+    def set_threads(self, threads: int) -> None:
+        """Run on ``threads`` intra-op threads from now on (and that many batches at once in
+        ``SiamText.encode``): the main session is rebuilt; the one-thread session stays. For
+        an engine loaded on a thread whose torch count was lower than the threads it should
+        use, as ``siamtext serve`` loads its model. Not safe while another thread runs it.
+
+        Raises:
+            ValueError: If ``threads`` is not a positive integer.
+        """
+        check_positive_int(threads, "threads")
+        if threads != self.threads:
+            self.session = self._session(threads)
+            self.threads = threads
+            self.concurrency = threads if self._providers == ["CPUExecutionProvider"] else 1
 
     def _session(self, threads: int):
         ort = self._ort

@@ -36,6 +36,7 @@ from siamtext.backends import (
 )
 from siamtext.backends.export import export_onnx
 from siamtext.samples import load_demo_intents, load_demo_questions
+from siamtext.validation import check_positive_int
 
 if TYPE_CHECKING:
     from siamtext.model import SiamText
@@ -72,21 +73,38 @@ class OpenVINOTransformer:
     """
 
     def __init__(self, path: str | Path, *, threads: int | None = None) -> None:
-        ov = require_openvino()
+        self._ov = require_openvino()
         self.path = Path(path)
         self._tmp: object | None = None  # keeps a temporary export folder alive
-        core = ov.Core()
+        #: Inference threads of the compiled model.
+        self.threads = threads or default_threads()
+        self._compile(self.threads)
+
+    def _compile(self, threads: int) -> None:
+        core = self._ov.Core()
         model = core.read_model(str(self.path))
         outputs = {name: i for i, out in enumerate(model.outputs) for name in out.get_names()}
         self._output = outputs[output_name(self.path, list(outputs))]
         # fp32 arithmetic: on CPUs with bf16 units OpenVINO would otherwise pick bf16
         self.compiled = core.compile_model(model, "CPU", {
-            "INFERENCE_NUM_THREADS": threads or default_threads(),
+            "INFERENCE_NUM_THREADS": threads,
             "PERFORMANCE_HINT": "LATENCY",
             "INFERENCE_PRECISION_HINT": "f32",
         })
         self.input_names = [i.get_any_name() for i in self.compiled.inputs]
         self._local = threading.local()
+
+    def set_threads(self, threads: int) -> None:
+        """Run on ``threads`` inference threads from now on (the model is compiled again),
+        as :meth:`siamtext.backends.onnx.OnnxTransformer.set_threads`.
+
+        Raises:
+            ValueError: If ``threads`` is not a positive integer.
+        """
+        check_positive_int(threads, "threads")
+        if threads != self.threads:
+            self._compile(threads)
+            self.threads = threads
 
     def _request(self):
         request = getattr(self._local, "request", None)

@@ -11,6 +11,8 @@ on :meth:`Service.offload`'s workers, which use one torch thread each. With libg
 OpenMP on Linux) a second thread running torch on several threads keeps a second OpenMP team
 alive; once the teams' threads outnumber the cores, libgomp stops spinning between parallel
 regions and every region pays a wake-up, which doubled the time of one short text on 2 cores.
+An exported engine takes its thread count when it is built, on the loading worker: each
+batcher gives it the app's count before starting (:meth:`Service.batcher_for`).
 """
 
 from __future__ import annotations
@@ -187,10 +189,17 @@ class Service:
 
     # ------------------------------------------------------------------ use
     def batcher_for(self, encoder: SiamText) -> Batcher:
-        """The batcher in front of ``encoder`` (one per encoder, started on first use)."""
+        """The batcher in front of ``encoder`` (one per encoder, started on first use).
+
+        An exported engine (ONNX Runtime, OpenVINO) is set to the service's torch threads
+        first: loaded on a one-thread worker, it would otherwise run on one core.
+        """
         with self._lock:
             batcher = self._batchers.get(id(encoder))
             if batcher is None:
+                engine = getattr(encoder, "_engine", None)
+                if engine is not None and hasattr(engine, "set_threads"):
+                    engine.set_threads(self.torch_threads)
                 s = self.settings
                 batcher = self._batcher_class(
                     encoder, max_batch_tokens=s.max_batch_tokens,

@@ -209,3 +209,20 @@ def test_concurrent_batches_give_the_one_at_a_time_result(tiny_onnx_dir, corpus,
     monkeypatch.setattr(engine, "one_thread", failing)
     with pytest.raises(RuntimeError, match="engine failed"):
         model.encode(texts, batch_size=4)
+
+
+def test_set_threads_rebuilds_the_session_with_the_same_output(tiny_model, tiny_onnx_dir):
+    engine = OnnxTransformer(tiny_onnx_dir / "onnx" / "model.onnx", threads=1)
+    assert engine.threads == 1 and engine.concurrency == 1
+    batch = tiny_model.tokenize(TEXTS)
+    before = engine(**batch)
+    session = engine.session
+    engine.set_threads(2)
+    assert engine.threads == 2 and engine.concurrency == 2 and engine.session is not session
+    assert torch.equal(engine(**batch), before)
+    engine.set_threads(2)  # the same count: nothing rebuilt
+    assert engine.threads == 2
+    for bad in (0, -1, 1.5, True):
+        with pytest.raises(ValueError, match="threads must be a positive integer"):
+            engine.set_threads(bad)
+    assert engine.threads == 2

@@ -115,3 +115,18 @@ def test_cli_export_calibrates_on_the_given_texts(tiny_bert_dir, corpus, tmp_pat
         SiamText(tiny_bert_dir).export("openvino", path=tmp_path / "bad", quantize="int8",
                                        calibration_texts=[])
     assert not (tmp_path / "bad").exists()  # refused before anything is written
+
+
+def test_set_threads_compiles_again_with_the_same_output(tiny_model, tiny_ov_dir):
+    import torch
+
+    engine = OpenVINOTransformer(tiny_ov_dir / "openvino" / "openvino_model.xml", threads=1)
+    batch = tiny_model.tokenize(TEXTS)
+    before = engine(**batch)
+    compiled = engine.compiled
+    engine.set_threads(2)
+    assert engine.threads == 2 and engine.compiled is not compiled
+    assert engine.compiled.get_property("INFERENCE_NUM_THREADS") == 2
+    assert torch.allclose(engine(**batch), before, atol=1e-5)
+    with pytest.raises(ValueError, match="threads must be a positive integer"):
+        engine.set_threads(0)

@@ -53,6 +53,29 @@ def test_batchers_get_the_thread_count_the_service_was_made_with(tiny_model):
         service.close()
 
 
+def test_an_exported_engine_loaded_on_a_worker_gets_the_apps_threads(tiny_model, tmp_path):
+    """The model is loaded on a one-thread worker, so an ONNX Runtime engine is built with
+    one thread; its batcher gives it the app's count (here 2) before the first batch."""
+    pytest.importorskip("onnxruntime", reason="backend='onnx' needs siamtext[onnx]")
+    pytest.importorskip("onnx", reason="export needs siamtext[onnx]")
+    from siamtext import SiamText
+
+    tiny_model.export("onnx", path=tmp_path)
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        service = _service(lambda: SiamText(tmp_path, backend="onnx"))
+    finally:
+        torch.set_num_threads(before)
+    try:
+        asyncio.run(service.offload(service.load))
+        engine = service.model._engine
+        assert service.torch_threads == 2
+        assert engine.threads == 2 and engine.concurrency == 2
+    finally:
+        service.close()
+
+
 def test_offload_passes_arguments_and_errors_through(tiny_model):
     service = _service(tiny_model)
 
