@@ -24,7 +24,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -118,6 +118,7 @@ class Batcher:
         self._cond = threading.Condition()
         self._stopping = False
         self._thread: threading.Thread | None = None
+        self._pool: Any = None  # the pass threads, made on first use
 
     # ------------------------------------------------------------------ life
     def start(self) -> None:
@@ -135,6 +136,9 @@ class Batcher:
         if self._thread is not None:
             self._thread.join(timeout)
             self._thread = None
+        if self._pool is not None:
+            self._pool.shutdown(wait=False)
+            self._pool = None
 
     @property
     def depth(self) -> int:
@@ -250,24 +254,57 @@ class Batcher:
         flat = [seq for ids in jobs for seq in ids]
         order = sorted(range(len(flat)), key=lambda i: -len(flat[i]))
         out = np.empty((len(flat), self.model.embedding_dim), dtype=np.float32)
+        passes = []
         start = 0
-        with torch.inference_mode():
-            while start < len(order):
-                longest = max(len(flat[order[start]]), 1)
-                size = max(1, min(len(order) - start, self.max_batch_tokens // longest))
-                size = _same_length_run(flat, order, start, size)
-                index = order[start : start + size]
-                inputs = self.model.pad([flat[i] for i in index])
-                emb = self.model.embed(**inputs).float()
-                out[index] = emb.cpu().numpy()
-                start += size
+        while start < len(order):
+            longest = max(len(flat[order[start]]), 1)
+            size = max(1, min(len(order) - start, self.max_batch_tokens // longest))
+            size = _same_length_run(flat, order, start, size)
+            passes.append(order[start : start + size])
+            start += size
+        workers = self._workers(len(flat))
+        if workers > 1:
+            self._parallel(flat, _split_passes(passes, workers, flat), out)
+        else:
+            with torch.inference_mode():
+                for index in passes:
+                    out[index] = self._embed(self.model.embed, flat, index)
         results, row = [], 0
         for ids in jobs:
             results.append(out[row : row + len(ids)])
             row += len(ids)
         return results
 
+    def _workers(self, texts: int) -> int:
+        """Passes to run at once: the engine's ``concurrency`` (ONNX Runtime on CPU: one
+        one-thread session per core) for a batch of at least :data:`PARALLEL_FROM` texts;
+        otherwise 1, every thread on one pass, which answers a lone request sooner."""
+        engine = getattr(self.model, "_engine", None)
+        workers = getattr(engine, "concurrency", 1) if engine is not None else 1
+        return workers if workers > 1 and texts >= PARALLEL_FROM else 1
 
+    def _parallel(self, flat: list[list[int]], passes: list[list[int]],
+                  out: np.ndarray) -> None:
+        if self._pool is None:
+            from concurrent.futures import ThreadPoolExecutor
+
+            self._pool = ThreadPoolExecutor(self._workers(PARALLEL_FROM),
+                                            thread_name_prefix="siamtext-pass")
+
+        def run(index: list[int]) -> None:
+            with torch.inference_mode():  # thread-local
+                out[index] = self._embed(self.model._embed_one_thread, flat, index)
+
+        for _ in self._pool.map(run, passes):  # re-raises a pass's error
+            pass
+
+    def _embed(self, embed: Callable, flat: list[list[int]], index: list[int]) -> np.ndarray:
+        inputs = self.model.pad([flat[i] for i in index])
+        return embed(**inputs).float().cpu().numpy()
+
+
+#: Batches of at least this many texts run their passes at once on an engine that can.
+PARALLEL_FROM = 8
 #: A forward pass ends before a text shorter than this share of its longest one...
 SPLIT_BELOW = 0.6
 #: ...once it holds this many texts (fewer: not worth another pass).
@@ -284,6 +321,20 @@ def _same_length_run(flat: Sequence[Sequence[int]], order: list[int], start: int
         if len(flat[order[start + n]]) < cut:
             return n
     return size
+
+
+def _split_passes(passes: list[list[int]], workers: int,
+                  flat: Sequence[Sequence[int]]) -> list[list[int]]:
+    """``passes`` with the largest halved until there are at least ``workers`` of them (none
+    below one text), largest padded work first, so that ``workers`` threads finish together."""
+    passes = list(passes)
+    while len(passes) < workers:
+        big = max(range(len(passes)), key=lambda i: len(passes[i]))
+        if len(passes[big]) < 2:
+            break
+        half = (len(passes[big]) + 1) // 2
+        passes[big : big + 1] = [passes[big][:half], passes[big][half:]]
+    return sorted(passes, key=lambda p: -len(p) * len(flat[p[0]]))
 
 
 def _resolve(future: asyncio.Future, value: np.ndarray) -> None:

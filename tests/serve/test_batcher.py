@@ -390,3 +390,92 @@ def test_normalize_rows_matches_torch_and_keeps_zero_rows():
     want = torch.nn.functional.normalize(torch.from_numpy(x), p=2, dim=-1).numpy()
     np.testing.assert_allclose(got, want, rtol=1e-6)
     assert got.dtype == np.float32
+
+
+def test_split_passes_halves_the_largest_until_every_worker_has_one():
+    from siamtext.serve.batcher import _split_passes
+
+    flat = [[0] * n for n in (9, 8, 7, 6, 5, 4)]
+    assert _split_passes([[0, 1, 2, 3, 4, 5]], 2, flat) == [[0, 1, 2], [3, 4, 5]]
+    # enough passes already: the larger padded work (texts x longest: 4 x 7 = 28 against
+    # 2 x 9 = 18) goes first
+    assert _split_passes([[0, 1], [2, 3, 4, 5]], 2, flat) == [[2, 3, 4, 5], [0, 1]]
+    assert _split_passes([[0, 1, 2]], 4, flat) == [[0], [1], [2]]  # none below one text
+    assert _split_passes([[0, 1, 2]], 1, flat) == [[0, 1, 2]]
+
+
+@pytest.fixture(scope="module")
+def tiny_onnx_model(tiny_model, tmp_path_factory):
+    pytest.importorskip("onnxruntime", reason="backend='onnx' needs siamtext[onnx]")
+    pytest.importorskip("onnx", reason="export needs siamtext[onnx]")
+    from siamtext import SiamText
+
+    folder = tmp_path_factory.mktemp("batcher_onnx")
+    tiny_model.export("onnx", path=folder)
+    return SiamText(folder, backend="onnx")
+
+
+def test_a_large_batch_runs_its_passes_at_once_on_one_thread_sessions(tiny_onnx_model,
+                                                                      monkeypatch):
+    model = tiny_onnx_model
+    monkeypatch.setattr(model._engine, "concurrency", 2)
+    calls = {"one_thread": [], "all_threads": 0}
+    one_thread, embed = model._embed_one_thread, model.embed
+
+    def on_one_thread(**inputs):
+        calls["one_thread"].append((threading.current_thread().name,
+                                    inputs["input_ids"].shape[0]))
+        time.sleep(0.05)  # both passes in flight at once, if they run at once
+        return one_thread(**inputs)
+
+    def on_all_threads(**inputs):
+        calls["all_threads"] += 1
+        return embed(**inputs)
+
+    monkeypatch.setattr(model, "_embed_one_thread", on_one_thread)
+    monkeypatch.setattr(model, "embed", on_all_threads)
+    texts = [[f"card number {i} was declined at the shop"] for i in range(10)]
+    ids = [model.token_ids(t) for t in texts]
+    results, rec = _run_jobs(model, ids, max_wait_ms=0)
+    assert len(rec.batches) == 1 and calls["all_threads"] == 0
+    assert sorted(n for _, n in calls["one_thread"]) == [5, 5]  # one pass, halved
+    assert len({name for name, _ in calls["one_thread"]}) == 2
+    for t, got in zip(texts, results):
+        np.testing.assert_allclose(got, model.encode(t, normalize=False), atol=1e-5)
+    # a small batch keeps every thread on one pass: a lone request is answered sooner
+    calls["one_thread"].clear()
+    calls["all_threads"] = 0
+    _run_jobs(model, ids[:3], max_wait_ms=0)
+    assert calls["all_threads"] == 1 and calls["one_thread"] == []
+
+
+def test_a_failing_pass_fails_its_batch_and_the_batcher_goes_on(tiny_onnx_model,
+                                                                monkeypatch):
+    model = tiny_onnx_model
+    monkeypatch.setattr(model._engine, "concurrency", 2)
+    one_thread = model._embed_one_thread
+    fail = {"on": True}
+
+    def flaky(**inputs):
+        if fail["on"]:
+            raise RuntimeError("pass exploded")
+        return one_thread(**inputs)
+
+    monkeypatch.setattr(model, "_embed_one_thread", flaky)
+    batcher = Batcher(model, max_wait_ms=300)  # each round's 8 requests make one batch
+    ids = [model.token_ids([f"text number {i}"]) for i in range(8)]
+
+    async def go():
+        batcher.start()
+        try:
+            jobs = [batcher.submit(x) for x in ids]
+            outcomes = await asyncio.gather(*(j.future for j in jobs), return_exceptions=True)
+            fail["on"] = False
+            again = [batcher.submit(x) for x in ids]
+            return outcomes, await asyncio.gather(*(j.future for j in again))
+        finally:
+            batcher.stop()
+
+    outcomes, again = asyncio.run(go())
+    assert len(outcomes) == 8 and all(isinstance(o, RuntimeError) and "pass exploded" in str(o) for o in outcomes)
+    assert [a.shape for a in again] == [(1, model.embedding_dim)] * 8
