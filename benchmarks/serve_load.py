@@ -39,7 +39,9 @@ adds the RSS soak (written to serve_load_soak.json).
         --concurrency 64 --batch 1 --soak 600            # the RSS soak
     python benchmarks/serve_load.py --quick              # seconds: tiny points, 2 servers
 
-Writes benchmarks/results/serve_load.json (``--quick`` writes serve_load_quick.json, git-ignored).
+Writes benchmarks/results/serve_load.json (``--quick`` writes serve_load_quick.json, git-ignored);
+``--part throughput`` or ``--part scale`` keeps the other part's rows from the file, under
+``kept_from_previous_run`` with that run's environment and settings.
 """
 
 from __future__ import annotations
@@ -632,8 +634,27 @@ def main() -> None:
         name += f"_{args.part}"
     elif args.soak and args.part == "throughput":
         name += "_soak"
+    if name == "serve_load" and args.part in ("throughput", "scale"):
+        keep_other_part(payload, "scale" if args.part == "throughput" else "throughput")
     path = write_results(name, payload)
     print(f"wrote {path}")
+
+
+def keep_other_part(payload: dict, other: str) -> None:
+    """Carry ``other`` (and its direct-encode figure) over from serve_load.json, marked with
+    the run it came from, so that running one part does not erase the other."""
+    from common import RESULTS
+
+    previous = RESULTS / "serve_load.json"
+    if not previous.is_file():
+        return
+    old = json.loads(previous.read_text(encoding="utf-8"))
+    if old.get(other):
+        payload[other] = old[other]
+        payload["kept_from_previous_run"] = {
+            other: {"environment": old.get("environment"),
+                    "settings": old.get("settings"),
+                    "direct_encode": old.get("direct_encode")}}
 
 
 if __name__ == "__main__":
