@@ -10,6 +10,11 @@ ending before a text much shorter than its longest, so padding stays small; each
 rows back in its own order. Jobs whose client went
 away (:meth:`Job.cancel`) are dropped before they reach the model.
 
+On an engine that runs several batches at once (ONNX Runtime on CPU: ``concurrency``, one
+one-thread session per core, as ``SiamText.encode`` uses it), a merged batch of at least
+:data:`PARALLEL_FROM` texts has its passes halved until each core has one and run together on
+a small pool; one request alone still runs on every thread, which answers it sooner.
+
 A text's embedding is the model's pooled output of its own tokens, whatever its batch
 neighbours (the attention mask hides the padding), so it equals ``model.encode`` of the same
 text up to float rounding.
