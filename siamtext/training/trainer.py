@@ -95,11 +95,14 @@ class SiamTextTrainer(LoadersMixin, CheckpointMixin, EvaluationMixin, transforme
         other rows (:class:`~siamtext.training.distill_trainer.DistillationTrainer`) call it
         after their own data."""
         self._make_sampler(args)  # raises on impossible batching, before training
-        if args.activation_checkpointing or args.gradient_checkpointing:
+        # either name (arguments.CHECKPOINTING_ARGUMENT): transformers 5.17 has only the old one
+        if getattr(args, "activation_checkpointing", False) or args.gradient_checkpointing:
             enable = getattr(model.transformer, "activation_checkpointing_enable", None) or \
                 model.transformer.gradient_checkpointing_enable
             enable()
-            args.activation_checkpointing = args.gradient_checkpointing = False
+            args.gradient_checkpointing = False
+            if hasattr(args, "activation_checkpointing"):
+                args.activation_checkpointing = False
         super().__init__(model=model, args=args, data_collator=collator,
                          train_dataset=self.train_rows, eval_dataset=eval_rows,
                          callbacks=callbacks)

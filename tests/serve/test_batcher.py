@@ -477,5 +477,6 @@ def test_a_failing_pass_fails_its_batch_and_the_batcher_goes_on(tiny_onnx_model,
             batcher.stop()
 
     outcomes, again = asyncio.run(go())
-    assert len(outcomes) == 8 and all(isinstance(o, RuntimeError) and "pass exploded" in str(o) for o in outcomes)
+    assert len(outcomes) == 8
+    assert all(isinstance(o, RuntimeError) and "pass exploded" in str(o) for o in outcomes)
     assert [a.shape for a in again] == [(1, model.embedding_dim)] * 8

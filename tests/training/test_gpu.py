@@ -23,7 +23,8 @@ pytestmark = [
 def _trainer(tiny_bert_dir: Path, tmp_path: Path) -> SiamTextTrainer:
     model = SiamText(tiny_bert_dir, device="cuda")
     texts, labels = toy_rows()
-    args = TrainingArguments(output_dir=str(tmp_path), per_device_train_batch_size=8,
+    # toy_rows has 2 classes: batches of 2 classes x 2 rows for the class-balanced sampler
+    args = TrainingArguments(output_dir=str(tmp_path), per_device_train_batch_size=4,
                              max_steps=2, disable_tqdm=True)
     return SiamTextTrainer(model, args, {"text": texts, "label": labels},
                            losses.SupervisedContrastiveLoss(model))
