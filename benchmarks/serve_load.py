@@ -587,6 +587,12 @@ def main() -> None:
     args.concurrency = [int(c) for c in args.concurrency.split(",")]
     args.batch = [int(b) for b in args.batch.split(",")]
     args.infinity_args = args.infinity_args.split()
+    exe = Path(args.infinity_venv) / "bin" / "infinity_emb"
+    missing = [t for t in args.targets if t.startswith("infinity-")] if not exe.exists() else []
+    if missing and args.part in ("throughput", "all"):
+        # refused before any work: a run without its peer would overwrite the recorded one
+        parser.error(f"{', '.join(missing)}: {exe} is missing; build it with "
+                     "`make infinity-venv`, or leave these out with --targets")
 
     from common import table, write_results
 
