@@ -15,8 +15,8 @@ from siamtext.validation import check_choice, check_positive_int
 BatchSampler = Literal["auto", "length", "no_duplicates", "class_balanced", "random"]
 
 #: The training argument that turns activation checkpointing on: transformers renamed
-#: ``gradient_checkpointing`` to ``activation_checkpointing`` within 5.x (5.17 has only the old
-#: name, 5.25 keeps it as a deprecated alias), so callers set whichever this one has.
+#: ``gradient_checkpointing`` to ``activation_checkpointing`` in 5.23 (keeping the old name as a
+#: deprecated alias; 5.22 and before have only the old one), so callers set whichever this one has.
 _FIELDS = transformers.TrainingArguments.__dataclass_fields__
 CHECKPOINTING_ARGUMENT = ("activation_checkpointing" if "activation_checkpointing" in _FIELDS
                           else "gradient_checkpointing")

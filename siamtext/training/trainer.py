@@ -95,7 +95,7 @@ class SiamTextTrainer(LoadersMixin, CheckpointMixin, EvaluationMixin, transforme
         other rows (:class:`~siamtext.training.distill_trainer.DistillationTrainer`) call it
         after their own data."""
         self._make_sampler(args)  # raises on impossible batching, before training
-        # either name (arguments.CHECKPOINTING_ARGUMENT): transformers 5.17 has only the old one
+        # either name (arguments.CHECKPOINTING_ARGUMENT): transformers < 5.23 has only the old one
         if getattr(args, "activation_checkpointing", False) or args.gradient_checkpointing:
             enable = getattr(model.transformer, "activation_checkpointing_enable", None) or \
                 model.transformer.gradient_checkpointing_enable
