@@ -293,6 +293,11 @@ def siamtext_int8_folder(model_dir: Path, work: Path) -> tuple[Path, str]:
     return folder, (work / "onnx-int8.name").read_text()
 
 
+def infinity_exe(args: argparse.Namespace) -> Path:
+    """Infinity's server command in its own venv (``make infinity-venv``)."""
+    return Path(args.infinity_venv) / "bin" / "infinity_emb"
+
+
 def start_server(name: str, model_dir: Path, work: Path, args: argparse.Namespace,
                  serve_args: list[str] | None = None) -> Server | str:
     """A started server, or why it could not start."""
@@ -310,7 +315,7 @@ def start_server(name: str, model_dir: Path, work: Path, args: argparse.Namespac
         return Server(name, [sys.executable, str(script), "{port}", str(model_dir)], "/embed",
                       "inputs")
     if name.startswith("infinity-"):
-        exe = Path(args.infinity_venv) / "bin" / "infinity_emb"
+        exe = infinity_exe(args)
         if not exe.exists():
             return f"not installed ({exe} missing; see the module docstring)"
         engine = name.removeprefix("infinity-")
@@ -587,7 +592,7 @@ def main() -> None:
     args.concurrency = [int(c) for c in args.concurrency.split(",")]
     args.batch = [int(b) for b in args.batch.split(",")]
     args.infinity_args = args.infinity_args.split()
-    exe = Path(args.infinity_venv) / "bin" / "infinity_emb"
+    exe = infinity_exe(args)
     missing = [t for t in args.targets if t.startswith("infinity-")] if not exe.exists() else []
     if missing and args.part in ("throughput", "all"):
         # refused before any work: a run without its peer would overwrite the recorded one

@@ -24,7 +24,7 @@ from siamtext import distributed
 from siamtext.data.collators import TextCollator
 from siamtext.data.prepare import check_data, prepare_dataset, resolve_columns
 from siamtext.failpoints import failpoint
-from siamtext.training.arguments import TrainingArguments
+from siamtext.training.arguments import CHECKPOINTING_ARGUMENT, TrainingArguments
 from siamtext.training.checkpoint import CheckpointMixin, remove_partial_checkpoints
 from siamtext.training.eval_hooks import EvaluationMixin
 from siamtext.training.guard import NonFiniteGuard
@@ -95,14 +95,13 @@ class SiamTextTrainer(LoadersMixin, CheckpointMixin, EvaluationMixin, transforme
         other rows (:class:`~siamtext.training.distill_trainer.DistillationTrainer`) call it
         after their own data."""
         self._make_sampler(args)  # raises on impossible batching, before training
-        # either name (arguments.CHECKPOINTING_ARGUMENT): transformers < 5.23 has only the old one
-        if getattr(args, "activation_checkpointing", False) or args.gradient_checkpointing:
+        # either name: transformers < 5.23 has only gradient_checkpointing
+        if getattr(args, CHECKPOINTING_ARGUMENT) or args.gradient_checkpointing:
             enable = getattr(model.transformer, "activation_checkpointing_enable", None) or \
                 model.transformer.gradient_checkpointing_enable
             enable()
+            setattr(args, CHECKPOINTING_ARGUMENT, False)
             args.gradient_checkpointing = False
-            if hasattr(args, "activation_checkpointing"):
-                args.activation_checkpointing = False
         super().__init__(model=model, args=args, data_collator=collator,
                          train_dataset=self.train_rows, eval_dataset=eval_rows,
                          callbacks=callbacks)
