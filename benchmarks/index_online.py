@@ -62,7 +62,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import load_banking77, load_quora, table, write_results  # noqa: E402
+from common import cpu_model, load_banking77, load_quora, table, write_results  # noqa: E402
 from corpus_scale import base_texts, edit, million  # noqa: E402
 from index_engines import ENGINES, THRESHOLD, K  # noqa: E402
 
@@ -481,6 +481,8 @@ def report(results: dict, n: int) -> list[str]:
 
 # --------------------------------------------------------------------------- main
 def main(argv: list[str] | None = None) -> int:
+    from siamtext.backends.export import isa_suffix
+
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--n", type=int, default=N, help="items in the collection")
     parser.add_argument("--quick", action="store_true", help="n = 100,000")
@@ -541,6 +543,10 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"  {section} {engine} failed: {err}", flush=True)
                 got = {"error": str(err)}
             got["wall_s"] = time.perf_counter() - start
+            # engines may be run in separate invocations (one engine at a time, as a long
+            # run allows): each entry says where and when it was measured
+            got["measured_on"] = {"cpu": cpu_model(), "isa": isa_suffix(),
+                                  "date": time.strftime("%Y-%m-%d")}
             results.setdefault(section, {})[engine] = got
             print(f"  {section} {engine}: {json.dumps(got, default=str)[:600]}", flush=True)
             write_results(name, {"settings": settings, "targets": TARGETS, "results": results})
