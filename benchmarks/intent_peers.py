@@ -28,15 +28,21 @@ loading the model is not counted.
   ``class_weight`` (False); or ``tune`` (True) with ``lrs``, ``head_lr_factor`` (10),
   ``max_epochs``, ``patience`` (3), ``validation_rows`` (indices into the training rows): the
   learning rate and epochs chosen on those rows, then trained on all of them (see
-  :func:`run_softmax`).
+  :func:`run_softmax`). With ``tune``, also ``progress`` (a JSON file) and ``deadline`` (a
+  Unix time): each learning rate's finished search is kept in the file, so that a run cut off
+  at a session's end goes on from there (:class:`Progress`), and no unit whose estimated time
+  (from the epochs already timed) would pass the deadline is started: OUT.json then holds
+  ``{"incomplete": REASON}`` instead of a result.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import math
 import os
+import platform
 import sys
 import tempfile
 import time
@@ -61,6 +67,93 @@ def versions(*packages: str) -> dict[str, str]:
         except PackageNotFoundError:
             pass
     return found
+
+
+def cpu() -> str:
+    """This machine's CPU model, with "avx512_vnni" when it has it: the units of a run resumed
+    in another session may have been measured on another machine, and each says which."""
+    try:
+        text = Path("/proc/cpuinfo").read_text(encoding="utf-8")
+    except OSError:
+        return platform.processor() or platform.machine()
+    names = [line.split(":", 1)[1].strip() for line in text.splitlines()
+             if line.startswith("model name")]
+    name = names[0] if names else platform.machine()
+    return name + (" avx512_vnni" if "avx512_vnni" in text else "")
+
+
+def digest(*parts: object) -> str:
+    """A short key of JSON-serialisable inputs: the same inputs give the same key."""
+    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _plain(value: object) -> object:
+    """numpy scalars and arrays as JSON values."""
+    return value.tolist() if hasattr(value, "tolist") else str(value)
+
+
+class Progress:
+    """The finished units of a long run, kept in a JSON file so that a run cut off (a
+    session's end, a kill) goes on from the last finished unit instead of from the start.
+
+    A unit is one learning rate's early-stopped search of the tuned softmax classifier, or one
+    method of a benchmark part (``intent_quality.py``). The file maps a key, a
+    :func:`digest` of everything the units depend on (data, settings, seed), to ``{unit:
+    record}``; each record says on which CPU and day it was measured. Several runs (a part
+    and the softmax run inside it) share one file, each under its own key, one writer at a
+    time. Without a path nothing is kept.
+
+    Args:
+        path: The JSON file, or None.
+        key: This run's key.
+    """
+
+    def __init__(self, path: str | Path | None, key: str) -> None:
+        self.path = Path(path) if path else None
+        self.key = key
+        self.units: dict[str, dict] = self._read().get(key, {})
+
+    def _read(self) -> dict:
+        if self.path is None or not self.path.exists():
+            return {}
+        return json.loads(self.path.read_text(encoding="utf-8"))
+
+    def get(self, unit: str) -> dict | None:
+        """The record of a finished unit, or None."""
+        return self.units.get(unit)
+
+    def put(self, unit: str, record: dict) -> dict:
+        """Keep a finished unit's record (with where and when it was measured); returns it."""
+        record = {**record, "measured_on": {"cpu": cpu(), "date": time.strftime("%Y-%m-%d")}}
+        self.units[unit] = json.loads(json.dumps(record, default=_plain))
+        self._write(self.units)
+        return self.units[unit]
+
+    def drop(self) -> None:
+        """Forget this run's units: it has finished and its result is recorded elsewhere."""
+        self.units = {}
+        self._write(None)
+
+    def _write(self, units: dict | None) -> None:
+        if self.path is None:
+            return
+        data = self._read()
+        if units is None:
+            data.pop(self.key, None)
+        else:
+            data[self.key] = units
+        if not data:
+            self.path.unlink(missing_ok=True)
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        tmp.write_text(json.dumps(data, indent=1) + "\n", encoding="utf-8")
+        tmp.replace(self.path)
+
+
+def fits(deadline: float | None, estimate: float | None) -> bool:
+    """Whether a unit estimated to take ``estimate`` s (None: not known yet) may start."""
+    return deadline is None or estimate is None or time.time() + estimate <= deadline
 
 
 def run_setfit(spec: dict) -> dict:
@@ -195,6 +288,35 @@ class SoftmaxRun:
         return torch.cat(chunks).numpy() if chunks else torch.empty(0, len(self.classes)).numpy()
 
 
+def tune_one(spec: dict, classes: list[str], lr: float, head_lr: float, max_epochs: int,
+             patience: int, batch_size: int, class_weight: bool, seed: int,
+             texts: list[str], labels: list[str], val_texts: list[str],
+             val_labels: list[str]) -> dict:
+    """One learning rate of the search: train up to ``max_epochs`` on ``texts``, scoring
+    ``val_texts`` after each epoch, until ``patience`` epochs bring no better validation
+    accuracy. Its validation curve, best epoch, and seconds (model load, training and
+    validation; each epoch's too)."""
+    start = time.perf_counter()
+    run = SoftmaxRun(spec, classes, lr, head_lr, max_epochs, batch_size, class_weight, seed)
+    history: list[float] = []
+    marks = [start]
+
+    def score(epoch: int) -> bool:
+        pred = run.proba(val_texts).argmax(axis=1)
+        history.append(round(100 * float(sum(
+            classes[p] == y for p, y in zip(pred, val_labels))) / len(val_labels), 2))
+        marks.append(time.perf_counter())
+        best = history.index(max(history))
+        return len(history) - 1 - best >= patience
+
+    run.train(texts, labels, score)
+    best_epoch = history.index(max(history)) + 1
+    log(f"softmax tune: lr {lr:g}: validation {history} -> epoch {best_epoch}")
+    return {"lr": lr, "head_lr": head_lr, "validation": history, "best_epoch": best_epoch,
+            "best": max(history), "seconds": round(time.perf_counter() - start, 1),
+            "epoch_seconds": [round(b - a, 1) for a, b in zip(marks, marks[1:])]}
+
+
 def run_softmax(spec: dict) -> dict:
     """Fine-tunes the checkpoint end to end with a softmax head; returns its probabilities.
 
@@ -212,6 +334,7 @@ def run_softmax(spec: dict) -> dict:
     texts, labels = train["texts"], train["labels"]
     start = time.perf_counter()
     selection: list[dict] = []
+    progress = None
     if params.get("tune"):
         lrs = params.get("lrs", [5e-5, 1e-4, 2e-4, 5e-4])
         factor = params.get("head_lr_factor", 10.0)
@@ -220,29 +343,41 @@ def run_softmax(spec: dict) -> dict:
         held = set(val_rows)
         fit_rows = [i for i in range(len(texts)) if i not in held]
         val_texts, val_labels = [texts[i] for i in val_rows], [labels[i] for i in val_rows]
+        deadline = params.get("deadline")
+        progress = Progress(params.get("progress"), digest(
+            "softmax", Path(spec["model"]).name, texts, labels, val_rows, seed, batch_size,
+            class_weight, factor, max_epochs, patience))
         for lr in lrs:
-            run = SoftmaxRun(spec, classes, lr, lr * factor, max_epochs, batch_size,
-                             class_weight, seed)
-            history: list[float] = []
-
-            def score(epoch: int) -> bool:
-                pred = run.proba(val_texts).argmax(axis=1)
-                history.append(round(100 * float(sum(
-                    classes[p] == y for p, y in zip(pred, val_labels))) / len(val_labels), 2))
-                best = history.index(max(history))
-                return len(history) - 1 - best >= patience
-
-            run.train([texts[i] for i in fit_rows], [labels[i] for i in fit_rows], score)
-            best_epoch = history.index(max(history)) + 1
-            selection.append({"lr": lr, "head_lr": lr * factor, "validation": history,
-                              "best_epoch": best_epoch, "best": max(history)})
-            log(f"softmax tune: lr {lr:g}: validation {history} -> epoch {best_epoch}")
+            unit = f"lr={lr:g}"
+            if progress.get(unit) is None:
+                timed = [t for c in progress.units.values() for t in c["epoch_seconds"]]
+                estimate = max_epochs * max(timed) if timed else None
+                if not fits(deadline, estimate):
+                    return {"incomplete": f"softmax: {unit} ({estimate:.0f} s at most, "
+                            f"{max_epochs} epochs) would not finish before the deadline; "
+                            f"done: {sorted(progress.units)}"}
+                progress.put(unit, tune_one(spec, classes, lr, lr * factor, max_epochs,
+                                            patience, batch_size, class_weight, seed,
+                                            [texts[i] for i in fit_rows],
+                                            [labels[i] for i in fit_rows],
+                                            val_texts, val_labels))
+            else:
+                log(f"softmax tune: {unit} kept from {progress.path}")
+            selection.append(progress.get(unit))
         chosen = max(selection, key=lambda c: (c["best"], -c["lr"]))
         lr, head_lr, epochs = chosen["lr"], chosen["head_lr"], chosen["best_epoch"]
+        timed = [t for c in selection for t in c["epoch_seconds"]]
+        estimate = epochs * max(timed) * len(texts) / len(fit_rows)
+        if not fits(deadline, estimate):
+            return {"incomplete": f"softmax: the final training ({estimate:.0f} s at most, "
+                    f"{epochs} epochs on all rows) would not finish before the deadline; the "
+                    f"search is done ({len(selection)} rates kept in {progress.path})"}
+        # each rate's own seconds, as measured when it ran (maybe in an earlier process)
+        selection_seconds = sum(c["seconds"] for c in selection)
     else:
         lr = params.get("lr", 5e-5)
         head_lr, epochs = params.get("head_lr", lr), params.get("epochs", 1)
-    selection_seconds = time.perf_counter() - start
+        selection_seconds = time.perf_counter() - start
     run = SoftmaxRun(spec, classes, lr, head_lr, epochs, batch_size, class_weight, seed)
     log(f"softmax: loaded {spec['model']}")
     final_start = time.perf_counter()
@@ -261,6 +396,8 @@ def run_softmax(spec: dict) -> dict:
         effective["selection"] = {"candidates": selection, "seconds": round(selection_seconds, 1),
                                   "max_epochs": params.get("max_epochs", 10),
                                   "patience": params.get("patience", 3)}
+        effective["final_measured_on"] = {"cpu": cpu(), "date": time.strftime("%Y-%m-%d")}
+        progress.drop()  # the caller records the result
     # selection included, as siamtext's seconds include its recipe selection
     return {"classes": classes, "proba": proba,
             "train_seconds": selection_seconds + final_seconds,
@@ -295,6 +432,8 @@ def main() -> None:
     spec = json.loads(args.spec.read_text(encoding="utf-8"))
     check(spec)
     result = (run_setfit if args.peer == "setfit" else run_softmax)(spec)
+    if "incomplete" in result:
+        log(f"{args.peer}: incomplete: {result['incomplete']}")
     for key in ("proba", "train_embeddings", "eval_embeddings"):
         if key in result:
             result[key] = [[round(float(p), 6) for p in row] for row in result[key]]

@@ -42,6 +42,15 @@ Parts (``--only``):
     python benchmarks/intent_quality.py                      # every part (hours on 2 cores)
     python benchmarks/intent_quality.py --only fewshot --seeds 0
     python benchmarks/intent_quality.py --quick              # a minutes-long smoke run
+    python benchmarks/intent_quality.py --only longtail --budget-minutes 120   # in pieces
+
+``full`` and ``longtail`` take longer than one session on 2 cores (the tuned softmax
+classifier searches 4 learning rates of up to 10 epochs each, then trains the chosen one on
+all rows). Their units (zero-shot, siamtext, each peer; each learning rate of a softmax
+search) are kept in ``benchmarks/results/intent_quality_progress.json`` as they finish, a
+small file to commit: the same command run again goes on from the next unit, and with
+``--budget-minutes`` it stops (exit status 3) before a unit that would not finish in time.
+Every unit records its CPU and day; the part's entry is written once all are done.
 
 Results merge into ``benchmarks/results/intent_quality.json`` part by part (a part run again
 replaces its entry; ``fewshot`` merges by shot count, with each count's settings under
@@ -67,6 +76,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import RESULTS, environment, load_banking77, table, write_results  # noqa: E402
+from intent_peers import Progress, digest  # noqa: E402
 
 from siamtext import SiamText  # noqa: E402
 from siamtext.classify import IntentClassifier  # noqa: E402
@@ -208,6 +218,11 @@ def siamtext_fit(x: list[str], y: list[str], cfg: argparse.Namespace, seed: int,
     return model, info, round(time.perf_counter() - start, 1)
 
 
+class Incomplete(RuntimeError):
+    """A part stopped before a unit that would not finish by ``--budget-minutes``; its finished
+    units are kept in ``--progress`` for the next run."""
+
+
 def peer(kind: str, train: tuple[list[str], list[str]], evals: list[str], seed: int,
          params: dict, cfg: argparse.Namespace) -> dict | None:
     """Run a peer in its subprocess; ``None`` (said) when it is off or missing."""
@@ -222,7 +237,8 @@ def peer(kind: str, train: tuple[list[str], list[str]], evals: list[str], seed: 
     python = str(SETFIT_PYTHON) if kind == "setfit" else sys.executable
     script = "softmax" if kind.startswith("softmax") else kind
     if params.get("tune"):  # the split siamtext's own recipe selection carves from these rows
-        params = {**params, "validation_rows": validation_split(train[1], seed=seed)[1]}
+        params = {**params, "validation_rows": validation_split(train[1], seed=seed)[1],
+                  "progress": cfg.progress and str(cfg.progress), "deadline": cfg.deadline}
     with tempfile.TemporaryDirectory() as tmp:
         spec, out = Path(tmp) / "spec.json", Path(tmp) / "out.json"
         spec.write_text(json.dumps({"model": model_path(), "seed": seed, "params": params,
@@ -231,6 +247,8 @@ def peer(kind: str, train: tuple[list[str], list[str]], evals: list[str], seed: 
         subprocess.run([python, str(PEERS), script, str(spec), str(out)], check=True,
                        stdout=subprocess.DEVNULL)
         result = json.loads(out.read_text(encoding="utf-8"))
+    if "incomplete" in result:
+        raise Incomplete(result["incomplete"])
     result["classes"] = np.asarray(result["classes"], dtype=object)
     result["proba"] = np.asarray(result["proba"], dtype=np.float64)
     if kind == "setfit":
@@ -397,32 +415,75 @@ def mean_of(runs: list[dict]) -> dict:
     return out
 
 
-def one_epoch(x: list[str], y: list[str], evals: list[str], cfg: argparse.Namespace,
-              score: Callable[[object], object],
+def one_epoch(part: str, x: list[str], y: list[str], evals: list[str],
+              cfg: argparse.Namespace, score: Callable[[object], object],
               kinds: tuple[str, ...] = ("setfit", "softmax")) -> dict:
     """Zero-shot, siamtext (``--large-recipe``) and the peers at the same epochs, trained on
-    ``(x, y)``; each method's predictions on ``evals`` scored by ``score``."""
+    ``(x, y)``; each method's predictions on ``evals`` scored by ``score``.
+
+    Each method is a unit kept in ``--progress`` as it finishes (the tuned softmax also keeps
+    each learning rate's search there), so a run cut off goes on from the next method;
+    ``measured_on`` says where and when each was measured, ``kept_from_progress`` which came
+    from an earlier run (the part's ``wall_seconds`` is then this run's alone)."""
     seed = cfg.seeds[0]
-    zero = classifiers(SiamText(model_path()), x, y)
-    out: dict = {"zero_shot": {m: score(p) for m, p in predict(zero, evals).items()}}
     recipe = LARGE_RECIPES[cfg.large_recipe]
-    model, _, out["siamtext_seconds"] = siamtext_fit(x, y, cfg, seed, recipe)
-    out["recipe"] = recipe.to_dict()
-    clfs = classifiers(model, x, y)
-    out["siamtext"] = {m: score(p) for m, p in predict(clfs, evals).items()}
-    out["logistic_C"] = clfs["logistic"].head_.info
-    for kind, result in peer_runs((x, y), evals, seed, recipe.epochs, cfg,
-                                  False, kinds).items():
-        out[kind] = score(peer_predict(result))
-        out[f"{kind}_seconds"] = round(result["train_seconds"], 1)
-        out[f"{kind}_params"] = result["params"]
+    progress = Progress(cfg.progress, digest(
+        part, x, y, evals, seed, recipe.to_dict(), cfg.setfit_iterations, cfg.softmax_recipe,
+        list(kinds)))  # not --no-setfit / --no-softmax: a unit skipped is simply not kept
+    out: dict = {"measured_on": {}}
+
+    def unit(name: str, run: Callable[[], dict | None]) -> None:
+        done = progress.get(name)
+        if done is None:
+            if cfg.deadline is not None and time.time() > cfg.deadline:
+                raise Incomplete(f"{part}: out of --budget-minutes before {name}; done: "
+                                 f"{sorted(progress.units)}")
+            got = run()
+            if got is None:  # not run (switched off, or its venv is missing): not kept
+                return
+            done = progress.put(name, {"out": got})
+        else:
+            print(f"  {name}: kept from {cfg.progress} ({done['measured_on']})", flush=True)
+            out.setdefault("kept_from_progress", []).append(name)
+        out.update(done["out"])
+        out["measured_on"][name] = done["measured_on"]
+
+    def zero_shot() -> dict:
+        zero = classifiers(SiamText(model_path()), x, y)
+        return {"zero_shot": {m: score(p) for m, p in predict(zero, evals).items()}}
+
+    def ours() -> dict:
+        model, _, seconds = siamtext_fit(x, y, cfg, seed, recipe)
+        clfs = classifiers(model, x, y)
+        return {"siamtext_seconds": seconds, "recipe": recipe.to_dict(),
+                "siamtext": {m: score(p) for m, p in predict(clfs, evals).items()},
+                "logistic_C": clfs["logistic"].head_.info}
+
+    def theirs(kind: str) -> dict | None:
+        result = peer(kind, (x, y), evals, seed,
+                      peer_params(kind, len(x), recipe.epochs, cfg, False), cfg)
+        if result is None:
+            return None
+        print(f"  {kind}: trained in {result['train_seconds']:.1f} s", flush=True)
+        got = {}
+        for name, res in {kind: result, **extra_heads(result, kinds)}.items():
+            got[name] = score(peer_predict(res))
+            got[f"{name}_seconds"] = round(res["train_seconds"], 1)
+            got[f"{name}_params"] = res["params"]
+        return got
+
+    unit("zero_shot", zero_shot)
+    unit("siamtext", ours)
+    for kind in kinds:
+        unit(kind, lambda kind=kind: theirs(kind))
+    progress.drop()  # the caller records the part at once
     return out
 
 
 def full(cfg: argparse.Namespace) -> dict:
     train, test = load(cfg)
     out = {"rows": len(train[0]),
-           **one_epoch(*train, test[0], cfg, lambda pred: accuracy(pred, test[1]))}
+           **one_epoch("full", *train, test[0], cfg, lambda pred: accuracy(pred, test[1]))}
     print(f"full: {json.dumps(out)}", flush=True)
     return out
 
@@ -453,7 +514,7 @@ def longtail(cfg: argparse.Namespace) -> dict:
     is_tail = np.array([t in tail for t in test[1]])
     split = by_group(test[1], {"tail": is_tail, "head": ~is_tail})
     out = {"rows": len(x), "tail_classes": len(tail),
-           **one_epoch(x, y, test[0], cfg, split, BALANCED_PEERS)}
+           **one_epoch("longtail", x, y, test[0], cfg, split, BALANCED_PEERS)}
     print(f"longtail: {json.dumps(out)}", flush=True)
     return out
 
@@ -801,7 +862,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-setfit", action="store_true")
     parser.add_argument("--no-softmax", action="store_true")
     parser.add_argument("--quick", action="store_true", help="8 classes, a smoke run")
+    parser.add_argument("--progress", type=Path, default=None,
+                        help="JSON file of the finished units of full and longtail (and of "
+                             "each tuned softmax search), for a run cut off to go on from "
+                             "(default: results/intent_quality_progress.json; "
+                             "intent_quality_quick_progress.json with --quick)")
+    parser.add_argument("--budget-minutes", type=float, default=None,
+                        help="start no unit that would not finish within this many minutes "
+                             "(estimated from the epochs already timed); the part then stops "
+                             "with exit status 3, its finished units kept in --progress")
     cfg = parser.parse_args(argv)
+    cfg.deadline = (None if cfg.budget_minutes is None
+                    else time.time() + 60 * cfg.budget_minutes)
     parts = [p for p in cfg.only.split(",") if p]
     for p in parts:
         if p not in PARTS:
@@ -814,6 +886,8 @@ def main(argv: list[str] | None = None) -> int:
         cfg.candidates = tuple(replace(r, epochs=min(r.epochs, 1)) for r in FEWSHOT_RECIPES)
     name = "intent_quality_quick" if cfg.quick else "intent_quality"
     path = RESULTS / f"{name}.json"
+    if cfg.progress is None:
+        cfg.progress = RESULTS / f"{name}_progress.json"
     stored = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
     results = stored.get("results", {})
     settings = stored.get("settings", {})
@@ -825,9 +899,15 @@ def main(argv: list[str] | None = None) -> int:
         if part in ("full", "longtail") and cfg.large_recipe != "supcon":
             key = f"{part}:{cfg.large_recipe}"
         start = time.perf_counter()
-        result = runners[part](cfg)
+        try:
+            result = runners[part](cfg)
+        except Incomplete as err:
+            print(f"{part} INCOMPLETE: {err}; its finished units are kept in {cfg.progress}: "
+                  "run the part again to go on", flush=True)
+            return 3
         result["wall_seconds"] = round(time.perf_counter() - start, 1)
-        setting = {k: v for k, v in vars(cfg).items() if k not in ("only", "candidates")}
+        setting = {k: v for k, v in vars(cfg).items()
+                   if k not in ("only", "candidates", "progress", "deadline")}
         setting["candidates"] = [r.to_dict() for r in cfg.candidates]
         setting["environment"] = environment()  # parts run in different sessions and machines
         if part == "fewshot":  # merged by shot count: a rerun of 5 shots keeps the 8-shot runs
