@@ -12,6 +12,9 @@ Servers (``--targets``):
 * ``siamtext-torch``: ``siamtext serve MODEL`` (dynamic batching, torch fp32).
 * ``siamtext-onnx-int8``: ``siamtext serve FOLDER --backend onnx --file-name
   model_qint8_<isa>.onnx`` (``model.export("onnx", quantize="int8")`` first).
+* ``siamtext-openvino-int8``: ``siamtext serve FOLDER --backend openvino --file-name
+  openvino_model_qint8_quantized.xml`` (``model.export("openvino", quantize="int8")``: NNCF's
+  static int8, whose fixed activation scales suit VNNI; on an AVX2 CPU it was the slower int8).
 * ``fastapi-st``: the endpoint sentence-transformers users are told to write: FastAPI, a
   sync ``def`` route (FastAPI runs it in its thread pool) calling ``model.encode``.
 * ``infinity-torch``, ``infinity-optimum``: ``infinity_emb v2`` from its own venv
@@ -39,7 +42,8 @@ adds the RSS soak (written to serve_load_soak.json).
         --concurrency 64 --batch 1 --soak 600            # the RSS soak
     python benchmarks/serve_load.py --quick              # seconds: tiny points, 2 servers
 
-Writes benchmarks/results/serve_load.json (``--quick`` writes serve_load_quick.json, git-ignored);
+Writes benchmarks/results/serve_load.json (``--quick`` writes serve_load_quick.json, git-ignored;
+``--name NAME`` writes serve_load_NAME.json and keeps nothing from the recorded run);
 ``--part throughput`` or ``--part scale`` keeps the other part's rows from the file, under
 ``kept_from_previous_run`` with that run's environment and settings.
 """
@@ -62,8 +66,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 REPO = Path(__file__).resolve().parents[1]
-TARGETS = ("siamtext-torch", "siamtext-onnx-int8", "fastapi-st", "infinity-torch",
-           "infinity-optimum")
+TARGETS = ("siamtext-torch", "siamtext-onnx-int8", "siamtext-openvino-int8", "fastapi-st",
+           "infinity-torch", "infinity-optimum")
 
 FASTAPI_ST = """
 import sys
@@ -298,6 +302,19 @@ def infinity_exe(args: argparse.Namespace) -> Path:
     return Path(args.infinity_venv) / "bin" / "infinity_emb"
 
 
+def siamtext_openvino_folder(model_dir: Path, work: Path) -> tuple[Path, str]:
+    """The folder ``model.export("openvino", quantize="int8")`` writes, and its int8 file's
+    name (NNCF calibrates on the export's default texts)."""
+    from siamtext import SiamText
+
+    folder = work / "openvino-int8"
+    if not folder.exists():
+        int8 = SiamText(model_dir, device="cpu").export("openvino", path=folder,
+                                                       quantize="int8")
+        (work / "openvino-int8.name").write_text(int8.name)
+    return folder, (work / "openvino-int8.name").read_text()
+
+
 def start_server(name: str, model_dir: Path, work: Path, args: argparse.Namespace,
                  serve_args: list[str] | None = None) -> Server | str:
     """A started server, or why it could not start."""
@@ -308,6 +325,10 @@ def start_server(name: str, model_dir: Path, work: Path, args: argparse.Namespac
     if name == "siamtext-onnx-int8":
         folder, file_name = siamtext_int8_folder(model_dir, work)
         return Server(name, [*siamtext, str(folder), "--backend", "onnx", "--file-name",
+                             file_name, *common], "/embed", "inputs")
+    if name == "siamtext-openvino-int8":
+        folder, file_name = siamtext_openvino_folder(model_dir, work)
+        return Server(name, [*siamtext, str(folder), "--backend", "openvino", "--file-name",
                              file_name, *common], "/embed", "inputs")
     if name == "fastapi-st":
         script = work / "fastapi_st.py"
@@ -500,8 +521,9 @@ def sweep(args: argparse.Namespace, model_dir: Path, work: Path, texts: list[str
 def int8_agreement(args: argparse.Namespace, model_dir: Path, work: Path, texts: list[str]
                    ) -> dict:
     """Mean and worst cosine, over ``texts``, between torch fp32 embeddings and those of each
-    int8 file served (siamtext's export; Infinity's optimum file), both run by ONNX Runtime
-    here: what each path's speed costs in agreement with the model."""
+    int8 file served (siamtext's ONNX export and Infinity's optimum file, both run by ONNX
+    Runtime here; siamtext's OpenVINO export through its backend): what each path's speed
+    costs in agreement with the model."""
     import numpy as np
     import onnxruntime as ort
 
@@ -531,6 +553,12 @@ def int8_agreement(args: argparse.Namespace, model_dir: Path, work: Path, texts:
         out[name] = {"file": path.name, "mean_cos": float(cos.mean()),
                      "worst_cos": float(cos.min()), "texts": len(texts)}
         print(json.dumps({name: out[name]}), flush=True)
+    folder, file_name = siamtext_openvino_folder(model_dir, work)
+    ov = SiamText(folder, device="cpu", backend="openvino", file_name=file_name)
+    cos = (ov.encode(texts, batch_size=32) * ref).sum(1)
+    out["siamtext-openvino-int8"] = {"file": file_name, "mean_cos": float(cos.mean()),
+                                     "worst_cos": float(cos.min()), "texts": len(texts)}
+    print(json.dumps({"siamtext-openvino-int8": out["siamtext-openvino-int8"]}), flush=True)
     return out
 
 
@@ -578,6 +606,9 @@ def main() -> None:
     parser.add_argument("--infinity-venv", default=str(REPO / "benchmarks" / ".infinity-venv"))
     parser.add_argument("--infinity-args", default="",
                         help="extra infinity_emb v2 flags, space-separated (its defaults: none)")
+    parser.add_argument("--name", default=None,
+                        help="write serve_load_NAME.json instead (a side run of a few "
+                             "targets or points, which must not replace the recorded one)")
     parser.add_argument("--quick", action="store_true",
                         help="tiny run: 2 s points, C=1,4, B=1, siamtext-torch and "
                              "fastapi-st, 50 classes and 2000 items")
@@ -639,7 +670,9 @@ def main() -> None:
                       f"{r.get('p99_ms', 0):.1f}", sum(r.get("errors", {}).values())]
                      for r in payload["sweep"]]))
     name = "serve_load_quick" if args.quick else "serve_load"
-    if args.part in ("sweep", "quality"):
+    if args.name:  # a side run (a few targets or points): its own file, nothing kept
+        name += f"_{args.name}"
+    elif args.part in ("sweep", "quality"):
         name += f"_{args.part}"
     elif args.soak and args.part == "throughput":
         name += "_soak"
