@@ -42,7 +42,6 @@ import hashlib
 import json
 import math
 import os
-import platform
 import sys
 import tempfile
 import time
@@ -53,6 +52,9 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("WANDB_DISABLED", "true")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import cpu_model  # noqa: E402  (common imports torch, nothing of siamtext)
 
 
 def log(message: str) -> None:
@@ -70,16 +72,14 @@ def versions(*packages: str) -> dict[str, str]:
 
 
 def cpu() -> str:
-    """This machine's CPU model, with "avx512_vnni" when it has it: the units of a run resumed
-    in another session may have been measured on another machine, and each says which."""
+    """This machine's CPU model (:func:`common.cpu_model`), with "avx512_vnni" when it has it:
+    the units of a run resumed in another session may have been measured on another machine,
+    and each says which."""
     try:
-        text = Path("/proc/cpuinfo").read_text(encoding="utf-8")
+        vnni = "avx512_vnni" in Path("/proc/cpuinfo").read_text(encoding="utf-8").split()
     except OSError:
-        return platform.processor() or platform.machine()
-    names = [line.split(":", 1)[1].strip() for line in text.splitlines()
-             if line.startswith("model name")]
-    name = names[0] if names else platform.machine()
-    return name + (" avx512_vnni" if "avx512_vnni" in text else "")
+        vnni = False
+    return cpu_model() + (" avx512_vnni" if vnni else "")
 
 
 def digest(*parts: object) -> str:
@@ -334,7 +334,6 @@ def run_softmax(spec: dict) -> dict:
     texts, labels = train["texts"], train["labels"]
     start = time.perf_counter()
     selection: list[dict] = []
-    progress = None
     if params.get("tune"):
         lrs = params.get("lrs", [5e-5, 1e-4, 2e-4, 5e-4])
         factor = params.get("head_lr_factor", 10.0)

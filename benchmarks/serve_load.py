@@ -286,33 +286,22 @@ def infinity_onnx_folder(model_dir: Path, work: Path, args: argparse.Namespace) 
     return out
 
 
-def siamtext_int8_folder(model_dir: Path, work: Path) -> tuple[Path, str]:
-    """The folder ``model.export("onnx", quantize="int8")`` writes, and its int8 file's name."""
+def siamtext_int8_folder(model_dir: Path, work: Path, backend: str = "onnx"
+                         ) -> tuple[Path, str]:
+    """The folder ``model.export(backend, quantize="int8")`` writes (``onnx``; ``openvino``:
+    NNCF calibrates on the export's default texts), and its int8 file's name."""
     from siamtext import SiamText
 
-    folder = work / "onnx-int8"
+    folder = work / f"{backend}-int8"
     if not folder.exists():
-        int8 = SiamText(model_dir, device="cpu").export("onnx", path=folder, quantize="int8")
-        (work / "onnx-int8.name").write_text(int8.name)
-    return folder, (work / "onnx-int8.name").read_text()
+        int8 = SiamText(model_dir, device="cpu").export(backend, path=folder, quantize="int8")
+        (work / f"{backend}-int8.name").write_text(int8.name)
+    return folder, (work / f"{backend}-int8.name").read_text()
 
 
 def infinity_exe(args: argparse.Namespace) -> Path:
     """Infinity's server command in its own venv (``make infinity-venv``)."""
     return Path(args.infinity_venv) / "bin" / "infinity_emb"
-
-
-def siamtext_openvino_folder(model_dir: Path, work: Path) -> tuple[Path, str]:
-    """The folder ``model.export("openvino", quantize="int8")`` writes, and its int8 file's
-    name (NNCF calibrates on the export's default texts)."""
-    from siamtext import SiamText
-
-    folder = work / "openvino-int8"
-    if not folder.exists():
-        int8 = SiamText(model_dir, device="cpu").export("openvino", path=folder,
-                                                       quantize="int8")
-        (work / "openvino-int8.name").write_text(int8.name)
-    return folder, (work / "openvino-int8.name").read_text()
 
 
 def start_server(name: str, model_dir: Path, work: Path, args: argparse.Namespace,
@@ -322,13 +311,10 @@ def start_server(name: str, model_dir: Path, work: Path, args: argparse.Namespac
     common = ["--port", "{port}", "--log-level", "warning", *(serve_args or [])]
     if name == "siamtext-torch":
         return Server(name, [*siamtext, str(model_dir), *common], "/embed", "inputs")
-    if name == "siamtext-onnx-int8":
-        folder, file_name = siamtext_int8_folder(model_dir, work)
-        return Server(name, [*siamtext, str(folder), "--backend", "onnx", "--file-name",
-                             file_name, *common], "/embed", "inputs")
-    if name == "siamtext-openvino-int8":
-        folder, file_name = siamtext_openvino_folder(model_dir, work)
-        return Server(name, [*siamtext, str(folder), "--backend", "openvino", "--file-name",
+    if name in ("siamtext-onnx-int8", "siamtext-openvino-int8"):
+        backend = name.removeprefix("siamtext-").removesuffix("-int8")
+        folder, file_name = siamtext_int8_folder(model_dir, work, backend)
+        return Server(name, [*siamtext, str(folder), "--backend", backend, "--file-name",
                              file_name, *common], "/embed", "inputs")
     if name == "fastapi-st":
         script = work / "fastapi_st.py"
@@ -553,7 +539,7 @@ def int8_agreement(args: argparse.Namespace, model_dir: Path, work: Path, texts:
         out[name] = {"file": path.name, "mean_cos": float(cos.mean()),
                      "worst_cos": float(cos.min()), "texts": len(texts)}
         print(json.dumps({name: out[name]}), flush=True)
-    folder, file_name = siamtext_openvino_folder(model_dir, work)
+    folder, file_name = siamtext_int8_folder(model_dir, work, "openvino")
     ov = SiamText(folder, device="cpu", backend="openvino", file_name=file_name)
     cos = (ov.encode(texts, batch_size=32) * ref).sum(1)
     out["siamtext-openvino-int8"] = {"file": file_name, "mean_cos": float(cos.mean()),
