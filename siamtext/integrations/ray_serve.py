@@ -54,8 +54,10 @@ class RayBatcher(Batcher):
     def __init__(self, model: Any, **kwargs: Any) -> None:
         super().__init__(model, **kwargs)
         serve = _import_serve()
-        self._pool = ThreadPoolExecutor(1, thread_name_prefix="siamtext-inference",
-                                        initializer=self._inference_thread)
+        # not the base class's _pool: a large batch on an engine that runs passes at once
+        # fans them out to that pool from this thread, which must not be one of its workers
+        self._inference = ThreadPoolExecutor(1, thread_name_prefix="siamtext-inference",
+                                             initializer=self._inference_thread)
         self._pending = 0
         self._batched = serve.batch(max_batch_size=self.max_batch_requests,
                                     batch_wait_timeout_s=self.max_wait)(self._embed_jobs)
@@ -71,7 +73,8 @@ class RayBatcher(Batcher):
 
     def stop(self, timeout: float | None = 30.0) -> None:
         self._stopping = True
-        self._pool.shutdown(wait=True)
+        self._inference.shutdown(wait=True)
+        super().stop(timeout)
 
     @property
     def depth(self) -> int:
@@ -110,7 +113,8 @@ class RayBatcher(Batcher):
             return [None] * len(jobs)
         loop = asyncio.get_running_loop()
         start = loop.time()
-        results = await loop.run_in_executor(self._pool, self._forward, [j.ids for j in live])
+        results = await loop.run_in_executor(self._inference, self._forward,
+                                             [j.ids for j in live])
         elapsed = loop.time() - start
         if self.on_batch is not None:
             import time

@@ -112,7 +112,8 @@ def test_cancelled_jobs_are_dropped_before_the_model(tiny_model):
     seen = []
     batcher = Batcher(tiny_model, on_batch=rec.on_batch, on_drop=rec.on_drop, max_wait_ms=0)
     forward = batcher._forward
-    batcher._forward = lambda jobs: (seen.extend(len(j) for j in jobs), forward(jobs))[1]
+    batcher._forward = lambda jobs, alone=True: (seen.extend(len(j) for j in jobs),
+                                                 forward(jobs, alone))[1]
 
     async def go():
         a = batcher.submit([[101, 102]])
@@ -191,10 +192,10 @@ def _blocking_forward(monkeypatch):
     threads = []
     original = Batcher._forward
 
-    def forward(self, jobs):
+    def forward(self, jobs, alone=True):
         threads.append(threading.current_thread().name)
         assert gate.wait(30)
-        return original(self, jobs)
+        return original(self, jobs, alone)
 
     monkeypatch.setattr(Batcher, "_forward", forward)
     return gate, threads
@@ -214,7 +215,7 @@ def test_inference_runs_off_the_event_loop(tiny_model, monkeypatch):
 
     health, answer = asyncio.run(_with_app(app, go))
     assert health.status_code == 200 and answer.status_code == 200
-    assert threads == ["siamtext-inference"]
+    assert threads == ["siamtext-inference-0"]
 
 
 def test_full_queue_is_429_with_retry_after(tiny_model, monkeypatch):
@@ -323,20 +324,6 @@ def test_arrivals_are_counted_until_queued(tiny_model):
     assert seen == [0, 0]
 
 
-def test_passes_split_before_much_shorter_texts():
-    from siamtext.serve.batcher import _same_length_run
-
-    # lengths sorted longest first; 0.6 of 10 is 6: the pass ends before the first text
-    # shorter than 6 once it holds 4 texts
-    flat = [[0] * n for n in (10, 9, 8, 7, 6, 5, 3, 2)]
-    order = list(range(len(flat)))
-    assert _same_length_run(flat, order, 0, 8) == 5  # 10 9 8 7 6 | 5 3 2
-    assert _same_length_run(flat, order, 5, 3) == 3  # 5 3 2: too few to split
-    assert _same_length_run(flat, order, 0, 3) == 3  # the token budget's cap comes first
-    flat = [[0] * n for n in (10, 2, 2, 2, 2, 2)]  # short texts inside the first 4 stay
-    assert _same_length_run(flat, list(range(6)), 0, 6) == 4
-
-
 def test_mixed_lengths_split_into_passes_still_equal_encode(tiny_model, monkeypatch):
     texts = [["a very long text about a card that was stolen on the train last night"],
              ["hi"], ["where is my parcel now"], ["ok"], ["a"], ["why was I charged twice"],
@@ -362,7 +349,7 @@ def test_inference_thread_runs_on_the_batchers_torch_threads(tiny_model, monkeyp
 
     seen = []
 
-    def forward(self, jobs):
+    def forward(self, jobs, alone=True):
         seen.append(torch.get_num_threads())
         return [np.zeros((len(ids), self.model.embedding_dim), np.float32) for ids in jobs]
 
@@ -390,29 +377,6 @@ def test_normalize_rows_matches_torch_and_keeps_zero_rows():
     want = torch.nn.functional.normalize(torch.from_numpy(x), p=2, dim=-1).numpy()
     np.testing.assert_allclose(got, want, rtol=1e-6)
     assert got.dtype == np.float32
-
-
-def test_split_passes_halves_the_largest_until_every_worker_has_one():
-    from siamtext.serve.batcher import _split_passes
-
-    flat = [[0] * n for n in (9, 8, 7, 6, 5, 4)]
-    assert _split_passes([[0, 1, 2, 3, 4, 5]], 2, flat) == [[0, 1, 2], [3, 4, 5]]
-    # enough passes already: the larger padded work (texts x longest: 4 x 7 = 28 against
-    # 2 x 9 = 18) goes first
-    assert _split_passes([[0, 1], [2, 3, 4, 5]], 2, flat) == [[2, 3, 4, 5], [0, 1]]
-    assert _split_passes([[0, 1, 2]], 4, flat) == [[0], [1], [2]]  # none below one text
-    assert _split_passes([[0, 1, 2]], 1, flat) == [[0, 1, 2]]
-
-
-@pytest.fixture(scope="module")
-def tiny_onnx_model(tiny_model, tmp_path_factory):
-    pytest.importorskip("onnxruntime", reason="backend='onnx' needs siamtext[onnx]")
-    pytest.importorskip("onnx", reason="export needs siamtext[onnx]")
-    from siamtext import SiamText
-
-    folder = tmp_path_factory.mktemp("batcher_onnx")
-    tiny_model.export("onnx", path=folder)
-    return SiamText(folder, backend="onnx")
 
 
 def test_a_large_batch_runs_its_passes_at_once_on_one_thread_sessions(tiny_onnx_model,
@@ -480,3 +444,63 @@ def test_a_failing_pass_fails_its_batch_and_the_batcher_goes_on(tiny_onnx_model,
     assert len(outcomes) == 8
     assert all(isinstance(o, RuntimeError) and "pass exploded" in str(o) for o in outcomes)
     assert [a.shape for a in again] == [(1, model.embedding_dim)] * 8
+
+
+def test_a_parallel_engine_gets_a_lane_per_core(tiny_model, tiny_onnx_model, monkeypatch):
+    assert Batcher(tiny_model).lanes == 1  # torch: one lane on every thread
+    monkeypatch.setattr(tiny_onnx_model._engine, "concurrency", 2)
+    batcher = Batcher(tiny_onnx_model)
+    assert batcher.lanes == 2
+    batcher.start()
+    try:
+        names = sorted(t.name for t in threading.enumerate() if t.name.startswith(
+            "siamtext-inference-"))
+        assert names == ["siamtext-inference-0", "siamtext-inference-1"]
+    finally:
+        batcher.stop()
+    assert not any(t.name.startswith("siamtext-inference-") for t in threading.enumerate())
+
+
+def test_a_batch_taken_while_another_runs_goes_on_a_one_thread_session(tiny_onnx_model,
+                                                                       monkeypatch):
+    model = tiny_onnx_model
+    monkeypatch.setattr(model._engine, "concurrency", 2)
+    calls = []
+    one_thread, embed = model._embed_one_thread, model.embed
+    release = threading.Event()
+
+    def slow_all_threads(**inputs):  # the first batch, alone: every thread, held open
+        calls.append(("all", threading.current_thread().name))
+        release.wait(10)
+        return embed(**inputs)
+
+    def on_one_thread(**inputs):
+        calls.append(("one", threading.current_thread().name))
+        return one_thread(**inputs)
+
+    monkeypatch.setattr(model, "embed", slow_all_threads)
+    monkeypatch.setattr(model, "_embed_one_thread", on_one_thread)
+    batcher = Batcher(model, max_wait_ms=0)
+    first, second = ["my card was declined"], ["where is my parcel", "I was charged twice"]
+
+    async def go():
+        batcher.start()
+        a = batcher.submit(model.token_ids(first))
+        while not calls:  # the first lane is inside its batch
+            await asyncio.sleep(0.01)
+        b = batcher.submit(model.token_ids(second))
+        got_b = await asyncio.wait_for(b.future, 10)  # answered while the first still runs
+        assert not a.future.done()
+        release.set()
+        return await asyncio.wait_for(a.future, 10), got_b
+
+    try:
+        got_a, got_b = asyncio.run(go())
+    finally:
+        release.set()
+        batcher.stop()
+    assert [kind for kind, _ in calls] == ["all", "one"]
+    assert calls[0][1] != calls[1][1]  # two lanes
+    monkeypatch.undo()
+    np.testing.assert_allclose(got_a, model.encode(first, normalize=False), atol=1e-5)
+    np.testing.assert_allclose(got_b, model.encode(second, normalize=False), atol=1e-5)
