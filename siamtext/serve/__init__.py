@@ -2,7 +2,8 @@
 
 :func:`create_app` builds the FastAPI app (``pip install 'siamtext[serve]'``); the command
 ``siamtext serve MODEL`` runs it under uvicorn. Requests are merged into model batches by
-:class:`~siamtext.serve.batcher.Batcher` on one inference thread.
+:class:`~siamtext.serve.batcher.Batcher` on its inference lanes (one thread, or one per core
+for an exported ONNX model).
 """
 
 from __future__ import annotations

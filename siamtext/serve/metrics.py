@@ -63,7 +63,7 @@ class Metrics:
         self.intent_classes.set_function(classes)
 
     def on_batch(self, stats: BatchStats) -> None:
-        """Record one batch (called on the inference thread)."""
+        """Record one batch (called on an inference lane's thread)."""
         self.batch_texts.observe(stats.texts)
         self.batch_requests.observe(stats.requests)
         self.batch_tokens.inc(stats.tokens)
