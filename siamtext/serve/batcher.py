@@ -297,16 +297,13 @@ class Batcher:
         out = np.empty((len(flat), self.model.embedding_dim), dtype=np.float32)
         passes = plan_passes(flat, self.max_batch_tokens)
         workers = self._workers(len(flat))
-        if not alone:
-            with torch.inference_mode():
-                for index in passes:
-                    out[index] = self._embed(self.model._embed_one_thread, flat, index)
-        elif workers > 1:
+        if alone and workers > 1:
             self._parallel(flat, split_passes(passes, workers, flat), out)
         else:
+            embed = self.model.embed if alone else self.model._embed_one_thread
             with torch.inference_mode():
                 for index in passes:
-                    out[index] = self._embed(self.model.embed, flat, index)
+                    out[index] = self._embed(embed, flat, index)
         results, row = [], 0
         for ids in jobs:
             results.append(out[row : row + len(ids)])
@@ -317,9 +314,7 @@ class Batcher:
         """Passes to run at once: the engine's ``concurrency`` (ONNX Runtime on CPU: one
         one-thread session per core) for a batch of at least :data:`PARALLEL_FROM` texts;
         otherwise 1, every thread on one pass, which answers a lone request sooner."""
-        engine = getattr(self.model, "_engine", None)
-        workers = getattr(engine, "concurrency", 1) if engine is not None else 1
-        return workers if workers > 1 and texts >= PARALLEL_FROM else 1
+        return self.lanes if self.lanes > 1 and texts >= PARALLEL_FROM else 1
 
     def _parallel(self, flat: list[list[int]], passes: list[list[int]],
                   out: np.ndarray) -> None:
