@@ -16,6 +16,7 @@ def test_openai_float(client, tiny_model):
     assert body["object"] == "list"
     assert [d["index"] for d in body["data"]] == [0, 1, 2]
     assert all(d["object"] == "embedding" for d in body["data"])
+    assert exact_float32([d["embedding"] for d in body["data"]])
     got = np.asarray([d["embedding"] for d in body["data"]], dtype=np.float32)
     np.testing.assert_allclose(got, tiny_model.encode(texts), atol=1e-5)
     tokens = sum(len(x) for x in tiny_model.token_ids(texts))
@@ -53,9 +54,18 @@ def test_openai_bad_input(client, payload, field):
     assert "Traceback" not in r.text
 
 
+def exact_float32(values: object) -> bool:
+    """Whether every number the server wrote is a float32 value, written in full (no digits
+    dropped: the answer is the embedding, not a rounding of it)."""
+    got = np.asarray(values, dtype=np.float64)
+    return np.array_equal(got, got.astype(np.float32).astype(np.float64))
+
+
 def test_tei_embed(client, tiny_model):
     r = client.post("/embed", json={"inputs": ["I lost my card", "hello"]})
     assert r.status_code == 200
+    assert r.headers["content-type"] == "application/json"
+    assert exact_float32(r.json())
     np.testing.assert_allclose(np.asarray(r.json()), tiny_model.encode(["I lost my card",
                                                                         "hello"]), atol=1e-5)
     one = client.post("/embed", json={"inputs": "hello"}).json()
