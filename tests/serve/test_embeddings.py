@@ -8,6 +8,13 @@ import numpy as np
 import pytest
 
 
+def exact_float32(values: object) -> bool:
+    """Whether every number the server wrote is a float32 value, written in full (no digits
+    dropped: the answer is the embedding, not a rounding of it)."""
+    got = np.asarray(values, dtype=np.float64)
+    return np.array_equal(got, got.astype(np.float32).astype(np.float64))
+
+
 def test_openai_float(client, tiny_model):
     texts = ["I lost my card", "where is my parcel", ""]
     r = client.post("/v1/embeddings", json={"input": texts, "model": "whatever"})
@@ -16,8 +23,9 @@ def test_openai_float(client, tiny_model):
     assert body["object"] == "list"
     assert [d["index"] for d in body["data"]] == [0, 1, 2]
     assert all(d["object"] == "embedding" for d in body["data"])
-    assert exact_float32([d["embedding"] for d in body["data"]])
-    got = np.asarray([d["embedding"] for d in body["data"]], dtype=np.float32)
+    rows = [d["embedding"] for d in body["data"]]
+    assert exact_float32(rows)
+    got = np.asarray(rows, dtype=np.float32)
     np.testing.assert_allclose(got, tiny_model.encode(texts), atol=1e-5)
     tokens = sum(len(x) for x in tiny_model.token_ids(texts))
     assert body["usage"] == {"prompt_tokens": tokens, "total_tokens": tokens}
@@ -52,13 +60,6 @@ def test_openai_bad_input(client, payload, field):
     err = r.json()["error"]
     assert err["field"] is not None and err["field"].startswith(field), err
     assert "Traceback" not in r.text
-
-
-def exact_float32(values: object) -> bool:
-    """Whether every number the server wrote is a float32 value, written in full (no digits
-    dropped: the answer is the embedding, not a rounding of it)."""
-    got = np.asarray(values, dtype=np.float64)
-    return np.array_equal(got, got.astype(np.float32).astype(np.float64))
 
 
 def test_tei_embed(client, tiny_model):
