@@ -134,8 +134,8 @@ def encode_batches(model: SiamText, ids: list[list[int]], order: list[int], out:
     while pieces hold two or more texts, and within the last bit when
     memory holds only one (9e-8 measured), as torch runs single-row kernels then.
 
-    An exported engine with ``concurrency > 1`` (ONNX Runtime) runs that many batches at
-    once, each on one thread, instead of one batch at a time on all threads: the same
+    An exported engine with ``concurrency > 1`` (ONNX Runtime, OpenVINO) runs that many
+    batches at once, each on one thread, instead of one batch at a time on all threads: the same
     batches, so the same embeddings, and on small batches the threads wait less for each
     other (:mod:`siamtext.backends.onnx` has the measurement).
     """

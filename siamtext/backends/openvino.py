@@ -61,7 +61,11 @@ class OpenVINOTransformer:
     """A compiled OpenVINO model that maps a padded batch to token embeddings.
 
     Each thread gets its own infer request (a request is not safe to share), so calls from
-    several threads run side by side.
+    several threads run side by side. Calling the engine runs a batch on every thread;
+    :meth:`one_thread` runs it on one of ``threads`` streams of a second compilation
+    (OpenVINO's own way to run several requests at once), which is what ``SiamText.encode``
+    and the server's inference lanes use for concurrent batches, as with ONNX Runtime
+    (``concurrency``).
 
     Args:
         path: The IR ``.xml`` (with its ``.bin`` beside it) or an ``.onnx`` file.
@@ -78,6 +82,10 @@ class OpenVINOTransformer:
         self._tmp: object | None = None  # keeps a temporary export folder alive
         #: Inference threads of the compiled model.
         self.threads = threads or default_threads()
+        #: Batches run at once by ``SiamText.encode`` and the server's lanes: one per stream.
+        self.concurrency = self.threads
+        self._streams: object | None = None
+        self._streams_lock = threading.Lock()
         self._compile(self.threads)
 
     def _compile(self, threads: int) -> None:
@@ -93,6 +101,8 @@ class OpenVINOTransformer:
         })
         self.input_names = [i.get_any_name() for i in self.compiled.inputs]
         self._local = threading.local()
+        self._model = model
+        self._streams = None  # compiled again on first use, with the new thread count
 
     def set_threads(self, threads: int) -> None:
         """Run on ``threads`` inference threads from now on (the model is compiled again),
@@ -105,6 +115,7 @@ class OpenVINOTransformer:
         if threads != self.threads:
             self._compile(threads)
             self.threads = threads
+            self.concurrency = threads
 
     def _request(self):
         request = getattr(self._local, "request", None)
@@ -112,12 +123,41 @@ class OpenVINOTransformer:
             request = self._local.request = self.compiled.create_infer_request()
         return request
 
+    def _stream_request(self):
+        request = getattr(self._local, "stream_request", None)
+        if request is None:  # one per thread; _compile starts a new thread-local
+            request = self._local.stream_request = self._compiled_streams().create_infer_request()
+        return request
+
+    def _compiled_streams(self):
+        with self._streams_lock:
+            if self._streams is None:
+                # one thread per stream; measured against ONNX Runtime's one-thread sessions
+                # on the passes a server makes of merged single texts: docs/benchmarks.md
+                self._streams = self._ov.Core().compile_model(self._model, "CPU", {
+                    "NUM_STREAMS": self.threads,
+                    "INFERENCE_NUM_THREADS": self.threads,
+                    "INFERENCE_PRECISION_HINT": "f32",
+                })
+            return self._streams
+
     def __call__(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
                  **inputs: torch.Tensor) -> torch.Tensor:
         """Token embeddings ``(batch, seq, dim)`` (float32, CPU) of a padded batch."""
+        return self._infer(self._request(), input_ids, attention_mask, **inputs)
+
+    def one_thread(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                   **inputs: torch.Tensor) -> torch.Tensor:
+        """As calling the engine, on one stream (one thread) of a second compilation with
+        ``threads`` streams, which several Python threads run at once (OpenVINO releases
+        the GIL in ``infer``). It is compiled on first use."""
+        return self._infer(self._stream_request(), input_ids, attention_mask, **inputs)
+
+    def _infer(self, request, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+               **inputs: torch.Tensor) -> torch.Tensor:
         feed = graph_inputs(self.input_names, self.path, input_ids=input_ids,
                             attention_mask=attention_mask, **inputs)
-        result = self._request().infer(feed)
+        result = request.infer(feed)
         # the request reuses its output buffer at the next call: copy out
         return torch.from_numpy(np.array(result[self._output], dtype=np.float32, copy=True))
 

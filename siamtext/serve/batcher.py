@@ -160,7 +160,7 @@ class Batcher:
     @property
     def lanes(self) -> int:
         """Inference threads, each taking its own batches: the engine's ``concurrency`` (ONNX
-        Runtime on CPU: one per core), else 1."""
+        Runtime on CPU and OpenVINO: one per core), else 1."""
         engine = getattr(self.model, "_engine", None)
         return max(1, int(getattr(engine, "concurrency", 1))) if engine is not None else 1
 

@@ -6,12 +6,13 @@ pending snapshot). Writes (to the index or the intents) go one at a time under
 :attr:`Service.write_lock`.
 
 Threads: the model runs on each batcher's inference lanes (a torch model on one, with all of
-torch's intra-op threads; an ONNX Runtime model on one per core); everything else that blocks
-(loading, index searches and writes, intent scoring) runs on :meth:`Service.offload`'s
-workers, which use one torch thread each. With libgomp (torch's OpenMP on Linux) a second
-thread running torch on several threads keeps a second OpenMP team alive; once the teams'
-threads outnumber the cores, libgomp stops spinning between parallel regions and every region
-pays a wake-up, which doubled the time of one short text on 2 cores.
+torch's intra-op threads; an ONNX Runtime or OpenVINO model on one per core); everything
+else that blocks (loading, index searches and writes, intent scoring) runs on
+:meth:`Service.offload`'s workers, which use one torch thread each. With libgomp (torch's
+OpenMP on Linux) a second thread running torch on several threads keeps a second OpenMP
+team alive; once the teams' threads outnumber the cores, libgomp stops spinning between
+parallel regions and every region pays a wake-up, which doubled the time of one short text
+on 2 cores.
 An exported engine takes its thread count when it is built, on the loading worker: each
 batcher gives it the app's count before starting (:meth:`Service.batcher_for`).
 """

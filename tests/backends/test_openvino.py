@@ -130,3 +130,48 @@ def test_set_threads_compiles_again_with_the_same_output(tiny_model, tiny_ov_dir
     assert torch.allclose(engine(**batch), before, atol=1e-5)
     with pytest.raises(ValueError, match="threads must be a positive integer"):
         engine.set_threads(0)
+
+
+def test_streams_run_concurrent_batches_with_the_same_output(tiny_model, tiny_ov_dir, corpus):
+    engine = OpenVINOTransformer(tiny_ov_dir / "openvino" / "openvino_model.xml", threads=2)
+    assert engine.concurrency == 2
+    batches = [tiny_model.tokenize(corpus[i : i + 7]) for i in range(0, 42, 7)]
+    want = [engine(**b) for b in batches]
+    got: list = [None] * len(batches)
+    names: set[str] = set()
+
+    def work(i: int) -> None:
+        names.add(threading.current_thread().name)
+        got[i] = engine.one_thread(**batches[i])
+
+    threads = [threading.Thread(target=work, args=(i,), name=f"lane-{i % 2}")
+               for i in range(len(batches))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert names == {"lane-0", "lane-1"}
+    assert all(g.shape == w.shape and (g - w).abs().max() <= 1e-5 for g, w in zip(got, want))
+    assert engine._streams.get_property("NUM_STREAMS") == 2
+    assert engine._streams.get_property("INFERENCE_NUM_THREADS") == 2
+    engine.set_threads(1)  # the streams follow the thread count, compiled again on first use
+    assert engine.concurrency == 1 and engine._streams is None
+    assert (engine.one_thread(**batches[0]) - want[0]).abs().max() <= 1e-5
+    assert engine._streams.get_property("NUM_STREAMS") == 1
+
+
+def test_encode_on_streams_equals_one_request(tiny_ov, corpus, monkeypatch):
+    engine = tiny_ov._engine
+    monkeypatch.setattr(engine, "concurrency", 1)
+    alone = tiny_ov.encode(corpus[:60], batch_size=8)
+    calls: list[str] = []
+    real = engine.one_thread
+
+    def one_thread(*args, **kwargs):
+        calls.append(threading.current_thread().name)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(engine, "concurrency", 2)
+    monkeypatch.setattr(engine, "one_thread", one_thread)
+    both = tiny_ov.encode(corpus[:60], batch_size=8)
+    assert len(calls) >= 2 and np.abs(both - alone).max() <= 1e-5
