@@ -138,19 +138,15 @@ def test_streams_run_concurrent_batches_with_the_same_output(tiny_model, tiny_ov
     batches = [tiny_model.tokenize(corpus[i : i + 7]) for i in range(0, 42, 7)]
     want = [engine(**b) for b in batches]
     got: list = [None] * len(batches)
-    names: set[str] = set()
 
     def work(i: int) -> None:
-        names.add(threading.current_thread().name)
         got[i] = engine.one_thread(**batches[i])
 
-    threads = [threading.Thread(target=work, args=(i,), name=f"lane-{i % 2}")
-               for i in range(len(batches))]
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(len(batches))]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    assert names == {"lane-0", "lane-1"}
     assert all(g.shape == w.shape and (g - w).abs().max() <= 1e-5 for g, w in zip(got, want))
     assert engine._streams.get_property("NUM_STREAMS") == 2
     assert engine._streams.get_property("INFERENCE_NUM_THREADS") == 2
