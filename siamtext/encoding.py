@@ -135,9 +135,9 @@ def encode_batches(model: SiamText, ids: list[list[int]], order: list[int], out:
     memory holds only one (9e-8 measured), as torch runs single-row kernels then.
 
     An exported engine with ``concurrency > 1`` (ONNX Runtime, OpenVINO) runs that many
-    batches at once, each on one thread, instead of one batch at a time on all threads: the same
-    batches, so the same embeddings, and on small batches the threads wait less for each
-    other (:mod:`siamtext.backends.onnx` has the measurement).
+    batches at once, each on one thread, instead of one batch at a time on all threads: the
+    same batches, so the same embeddings, and on small batches the threads wait less for
+    each other (:mod:`siamtext.backends.onnx` has the measurement).
     """
     batches = [order[start : start + batch_size] for start in range(0, len(order), batch_size)]
     state = _PieceSize(batch_size)

@@ -84,7 +84,6 @@ class OpenVINOTransformer:
         self.threads = threads or default_threads()
         #: Batches run at once by ``SiamText.encode`` and the server's lanes: one per stream.
         self.concurrency = self.threads
-        self._streams: object | None = None
         self._streams_lock = threading.Lock()
         self._compile(self.threads)
 
@@ -102,7 +101,8 @@ class OpenVINOTransformer:
         self.input_names = [i.get_any_name() for i in self.compiled.inputs]
         self._local = threading.local()
         self._model = model
-        self._streams = None  # compiled again on first use, with the new thread count
+        #: The streams' compilation (:meth:`one_thread`), made on first use with this count.
+        self._streams: object | None = None
 
     def set_threads(self, threads: int) -> None:
         """Run on ``threads`` inference threads from now on (the model is compiled again),
