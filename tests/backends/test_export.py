@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections import Counter
 
 import numpy as np
 import pytest
@@ -26,9 +27,14 @@ def test_quantized_file_is_int8(tiny_onnx_dir):
     name = quantized_file_name("int8")
     assert re.fullmatch(r"model_qint8_(avx2|avx512|avx512_vnni|arm64)\.onnx", name)
     assert name.endswith(f"_{isa_suffix()}.onnx")
-    ops = {n.op_type for n in onnx.load(str(tiny_onnx_dir / "onnx" / name)).graph.node}
-    assert "MatMulInteger" in ops and "DynamicQuantizeLinear" in ops
-    assert "MatMul" in ops  # down-projections stay fp32
+    graph = onnx.load(str(tiny_onnx_dir / "onnx" / name)).graph
+    weights = {t.name for t in graph.initializer}
+    fp32 = [n.name for n in graph.node
+            if n.op_type == "MatMul" and any(i in weights for i in n.input)]
+    assert fp32 == ["/transformer/encoder/layer.0/output/dense/MatMul"]  # the first down-projection
+    ops = Counter(n.op_type for n in graph.node)
+    assert ops["MatMulInteger"] == 6 * 2 - 1  # 2 layers of q, k, v, output, up, down
+    assert ops["DynamicQuantizeLinear"] > 0
     assert sorted(p.name for p in (tiny_onnx_dir / "onnx").iterdir()) == ["model.onnx", name]
 
 
@@ -49,8 +55,8 @@ def test_bad_export_arguments(tiny_model, tmp_path):
 @pytest.mark.integration
 def test_minilm_fp32_and_int8(minilm, corpus, tmp_path):
     """fp32 ONNX matches torch; int8 keeps the embeddings on the 320 demo utterances
-    (short intents: the hardest sample we have, STS-B sentences give mean 0.993 / worst
-    0.988)."""
+    (short intents: the hardest sample we have; on an AVX-512 VNNI Xeon they gave mean 0.9923
+    / worst 0.9581 to fp32 ONNX, and 640 STS-B test sentences 0.9949 / 0.9834)."""
     minilm.export("onnx", path=tmp_path, quantize="int8")
     fp32 = SiamText(tmp_path, backend="onnx")
     int8 = SiamText(tmp_path, backend="onnx", file_name=quantized_file_name("int8"))
