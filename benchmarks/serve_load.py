@@ -32,6 +32,12 @@ zero errors; RSS growth < 5 % over ``--soak`` seconds (600 for the target) at C=
 an index of ``--items`` items (the embeddings of Banking77's texts and perturbed copies of them,
 as ``corpus_scale.py`` builds its million; queries are the test texts).
 
+``--part paired`` is the headline point again, C=64 and B=1, for the first two ``--targets``
+(siamtext's best and the peer's best), both servers up at once and measured in turn for
+``--rounds`` rounds (A B, B A, ...): on a VM whose speed drifts over minutes, each round's
+ratio compares two points seconds apart, where the table above measures them many minutes
+apart. Written to serve_load_paired.json with the ratio of every round and their median.
+
 ``--part sweep`` varies one batching setting at a time around the defaults (``SWEEP``), the
 measurement behind ``siamtext serve``'s defaults; ``--soak 600`` with ``--part throughput``
 adds the RSS soak (written to serve_load_soak.json).
@@ -40,6 +46,8 @@ adds the RSS soak (written to serve_load_soak.json).
     python benchmarks/serve_load.py --part sweep         # batching settings: about 10 min
     python benchmarks/serve_load.py --part throughput --targets siamtext-onnx-int8 \
         --concurrency 64 --batch 1 --soak 600            # the RSS soak
+    python benchmarks/serve_load.py --part paired --targets siamtext-onnx-int8,\
+        infinity-optimum --duration 30                   # the headline, paired: about 7 min
     python benchmarks/serve_load.py --quick              # seconds: tiny points, 2 servers
 
 Writes benchmarks/results/serve_load.json (``--quick`` writes serve_load_quick.json, git-ignored;
@@ -397,6 +405,23 @@ def warm_up(server: Server, texts: list[str], n: int = 20) -> None:
                                        **server.extra})
 
 
+def measure(server: Server, texts: list[str], concurrency: int, batch: int, duration: float,
+            max_requests: int) -> dict:
+    """One load point against a running server: the generator's figures, the server's RSS
+    before and after, and how much CPU the server used (in all, and per request)."""
+    before, cpu = server.rss(), server.cpu()
+    spec = {"url": server.url, "route": server.route, "payload_key": server.payload_key,
+            "texts": texts, "concurrency": concurrency, "batch": batch, "duration": duration,
+            "max_requests": max_requests, "extra": server.extra}
+    result = run_point(spec)
+    cpu = server.cpu() - cpu
+    return {"target": server.name, "concurrency": concurrency, "batch": batch, **result,
+            "rss_before_mb": before, "rss_after_mb": server.rss(),
+            # how busy the server kept the cores, and what a request cost it
+            "server_cpu_s": round(cpu, 2),
+            "server_cpu_ms_per_request": round(1000 * cpu / max(result.get("requests", 0), 1), 3)}
+
+
 def throughput(args: argparse.Namespace, model_dir: Path, work: Path, texts: list[str]
                ) -> list[dict]:
     rows = []
@@ -411,21 +436,9 @@ def throughput(args: argparse.Namespace, model_dir: Path, work: Path, texts: lis
             warm_up(server, texts)
             for batch in args.batch:
                 for conc in args.concurrency:
-                    before, cpu = server.rss(), server.cpu()
-                    spec = {"url": server.url, "route": server.route,
-                            "payload_key": server.payload_key, "texts": texts,
-                            "concurrency": conc, "batch": batch, "duration": args.duration,
-                            "max_requests": args.max_requests, "extra": server.extra}
-                    result = run_point(spec)
-                    cpu = server.cpu() - cpu
-                    row = {"target": name, "concurrency": conc, "batch": batch, **result,
-                           "rss_before_mb": before, "rss_after_mb": server.rss(),
-                           # how busy the server kept the cores, and what a request cost it
-                           "server_cpu_s": round(cpu, 2),
-                           "server_cpu_ms_per_request": round(
-                               1000 * cpu / max(result.get("requests", 0), 1), 3)}
-                    rows.append(row)
-                    print(json.dumps(row), flush=True)
+                    rows.append(measure(server, texts, conc, batch, args.duration,
+                                        args.max_requests))
+                    print(json.dumps(rows[-1]), flush=True)
             if args.soak:
                 before = server.rss()
                 spec = {"url": server.url, "route": server.route,
@@ -441,6 +454,48 @@ def throughput(args: argparse.Namespace, model_dir: Path, work: Path, texts: lis
         finally:
             server.stop()
     return rows
+
+
+def paired(args: argparse.Namespace, model_dir: Path, work: Path, texts: list[str]
+           ) -> list[dict]:
+    """The headline point (C=64, B=1) for the first two ``--targets``, both servers up at
+    once and measured in turn, ``--rounds`` times, in the order A B, B A, A B, ...: each
+    round's ratio compares two points a few seconds apart, so a VM whose speed drifts over
+    minutes moves both alike (the sequential table measures the servers many minutes apart).
+    The idle server waits on its socket meanwhile."""
+    servers = []
+    try:
+        for name in args.targets:
+            server = start_server(name, model_dir, work, args)
+            if isinstance(server, str):
+                raise SystemExit(f"{name}: {server}")
+            servers.append(server)
+        for server in servers:
+            server.wait()
+            warm_up(server, texts)
+        rows = []
+        for i in range(args.rounds):
+            order = servers if i % 2 == 0 else servers[::-1]
+            for server, idle in (order, order[::-1]):  # (measured, waiting)
+                idle_cpu = idle.cpu()
+                row = measure(server, texts, 64, 1, args.duration, args.max_requests)
+                # what the waiting server took meanwhile (it should be next to nothing)
+                row["idle_server_cpu_s"] = round(idle.cpu() - idle_cpu, 2)
+                rows.append({"round": i, **row})
+                print(json.dumps(rows[-1]), flush=True)
+        return rows
+    finally:
+        for server in servers:
+            server.stop()
+
+
+def paired_ratios(rows: list[dict]) -> list[float]:
+    """Each round's texts/s of the first target over the second's."""
+    first = rows[0]["target"]
+    by_round: dict[int, dict[bool, float]] = {}
+    for r in rows:
+        by_round.setdefault(r["round"], {})[r["target"] == first] = r["texts_per_s"]
+    return [v[True] / v[False] for _, v in sorted(by_round.items()) if len(v) == 2]
 
 
 def scale(args: argparse.Namespace, model_dir: Path, work: Path, texts: list[str]) -> list[dict]:
@@ -601,8 +656,10 @@ def summary(rows: list[dict], direct: dict) -> list[str]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--generate", action="store_true", help=argparse.SUPPRESS)
-    parser.add_argument("--part", choices=["throughput", "scale", "sweep", "quality", "all"],
+    parser.add_argument("--part", choices=["throughput", "scale", "sweep", "quality", "paired",
+                                           "all"],
                         default="all", help="all: throughput and scale (the sweep runs alone)")
+    parser.add_argument("--rounds", type=int, default=6, help="--part paired: rounds")
     parser.add_argument("--sweep-target", default="siamtext-torch")
     parser.add_argument("--sweep-duration", type=float, default=20.0)
     parser.add_argument("--targets", default=",".join(TARGETS))
@@ -637,13 +694,15 @@ def main() -> None:
     args.batch = [int(b) for b in args.batch.split(",")]
     args.infinity_args = args.infinity_args.split()
     exe = infinity_exe(args)
+    if args.part == "paired" and len(args.targets) != 2:
+        parser.error("--part paired needs exactly two --targets: siamtext's and the peer's")
     missing = [t for t in args.targets if t.startswith("infinity-")] if not exe.exists() else []
-    if missing and args.part in ("throughput", "all"):
+    if missing and args.part in ("throughput", "paired", "all"):
         # refused before any work: a run without its peer would overwrite the recorded one
         parser.error(f"{', '.join(missing)}: {exe} is missing; build it with "
                      "`make infinity-venv`, or leave these out with --targets")
 
-    from common import table, write_results
+    from common import median, table, write_results
 
     if args.model:
         model_dir = Path(args.model)
@@ -662,9 +721,11 @@ def main() -> None:
             payload["scale"] = scale(args, model_dir, work, texts)
         if args.part == "sweep":
             payload["sweep"] = sweep(args, model_dir, work, texts)
+        if args.part == "paired":
+            payload["paired"] = paired(args, model_dir, work, texts)
         if args.part in ("quality", "all"):
             payload["int8_agreement"] = int8_agreement(args, model_dir, work, texts[:1000])
-    rows = payload.get("throughput", [])
+    rows = payload.get("throughput") or payload.get("paired", [])
     print(table(["target", "C", "B", "texts/s", "p50 ms", "p99 ms", "errors", "RSS MiB",
                  "CPU ms/request"],
                 [[r["target"], r.get("concurrency", "soak"), r.get("batch", 1),
@@ -687,7 +748,7 @@ def main() -> None:
     name = "serve_load_quick" if args.quick else "serve_load"
     if args.name:  # a side run (a few targets or points): its own file, nothing kept
         name += f"_{args.name}"
-    elif args.part in ("sweep", "quality"):
+    elif args.part in ("sweep", "quality", "paired"):
         name += f"_{args.part}"
     elif args.soak and args.part == "throughput":
         name += "_soak"
@@ -697,6 +758,15 @@ def main() -> None:
     kept = payload.get("kept_from_previous_run", {}).get("throughput")
     payload["summary"] = summary(payload.get("throughput", []),
                                  (kept or payload)["direct_encode"])
+    if payload.get("paired"):
+        ratios = paired_ratios(payload["paired"])
+        payload["paired_ratios"] = [round(r, 3) for r in ratios]
+        payload["summary"] = [
+            f"C=64 B=1, paired rounds: {args.targets[0]} / {args.targets[1]} = "
+            f"{', '.join(f'{r:.2f}' for r in ratios)}; median {median(ratios):.2f} "
+            "(target >= 1.5)",
+            f"errors: {sum(sum(r.get('errors', {}).values()) for r in payload['paired'])} "
+            "(target 0)"]
     print("\n".join(payload["summary"]))
     path = write_results(name, payload)
     print(f"wrote {path}")
