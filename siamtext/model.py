@@ -29,7 +29,7 @@ from siamtext.encoding import Precision
 from siamtext.folder_checks import check_transformer_folder
 from siamtext.hub import HubMixin
 from siamtext.model_card import read_card_data
-from siamtext.pooling import get_pooling
+from siamtext.pooling import get_pooling, pool_arrays
 from siamtext.resolve import DEFAULT_MODEL, resolve_model_path
 from siamtext.validation import check_choice, check_texts
 
@@ -196,6 +196,11 @@ class SiamText(HubMixin, nn.Module):
             "token_type_ids" in self.tokenizer.model_input_names,
             self.device if device is None else torch.device(device))
 
+    def pad_arrays(self, ids: Sequence[Sequence[int]]) -> dict[str, np.ndarray]:
+        """Right-pad token id lists into int64 NumPy arrays, as an exported graph takes them."""
+        return tokenization.pad_arrays(ids, self.tokenizer.pad_token_id or 0,
+                                       "token_type_ids" in self.tokenizer.model_input_names)
+
     def tokenize(
         self, texts: Sequence[str], max_length: int | None = None
     ) -> dict[str, torch.Tensor]:
@@ -270,6 +275,21 @@ class SiamText(HubMixin, nn.Module):
         """:meth:`embed` through the engine's one-thread session, for concurrent batches."""
         hidden = self._engine.one_thread(input_ids, attention_mask, **inputs)
         return self._pool(hidden, attention_mask)
+
+    def _embed_arrays(self, arrays: dict[str, np.ndarray], one_thread: bool = False
+                      ) -> np.ndarray:
+        """:meth:`embed` of :meth:`pad_arrays`' batch through the inference engine, in NumPy
+        from end to end (no torch call: see :func:`siamtext.pooling.pool_arrays`), on the
+        engine's one-thread session with ``one_thread``.
+
+        Raises:
+            RuntimeError: If the model runs on torch (there is no engine).
+        """
+        if self._engine is None:
+            raise RuntimeError("_embed_arrays needs an exported model (backend onnx or openvino)")
+        call = self._engine.one_thread if one_thread else self._engine
+        hidden = call(**arrays).numpy()  # the engines wrap their output array without a copy
+        return pool_arrays(self.config.pooling, hidden, arrays["attention_mask"])
 
     def similarity(self, a: TextsOrEmbeddings, b: TextsOrEmbeddings) -> np.ndarray | torch.Tensor:
         """Cosine similarity of every item of ``a`` with every item of ``b``.

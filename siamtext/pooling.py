@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Literal
 
+import numpy as np
 import torch
 
 PoolingName = Literal["mean", "cls", "max"]
@@ -61,3 +62,32 @@ def get_pooling(name: str) -> Callable[[torch.Tensor, torch.Tensor], torch.Tenso
         raise ValueError(
             f"pooling must be one of {sorted(POOLING)}, got {name!r}"
         ) from None
+
+
+def pool_arrays(name: str, token_embeddings: np.ndarray, attention_mask: np.ndarray
+                ) -> np.ndarray:
+    """The pooling ``name`` in NumPy, for an inference engine's output (ONNX Runtime,
+    OpenVINO): the same maths as the torch functions above, without a torch call, each of
+    which lets the GIL go and then waits to take it back (measured in the server's lanes:
+    :meth:`siamtext.serve.batcher.Batcher._embed`).
+
+    Args:
+        name: One of ``"mean"``, ``"cls"``, ``"max"``.
+        token_embeddings: ``(batch, seq_len, dim)`` float32.
+        attention_mask: ``(batch, seq_len)``, 1 for real tokens.
+
+    Returns:
+        ``(batch, dim)`` float32.
+
+    Raises:
+        ValueError: If ``name`` is not a known pooling.
+    """
+    get_pooling(name)  # the same error for an unknown name
+    if name == "cls":
+        return token_embeddings[:, 0]
+    mask = attention_mask.astype(token_embeddings.dtype)
+    if name == "max":
+        lowest = np.finfo(token_embeddings.dtype).min
+        return np.where(mask[..., None] > 0, token_embeddings, lowest).max(axis=1)
+    summed = np.matmul(mask[:, None, :], token_embeddings)[:, 0]  # one call: sum over tokens
+    return summed / np.maximum(mask.sum(axis=1, keepdims=True), 1e-9)

@@ -11,6 +11,7 @@ import threading
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
 import torch
 
 _NO_LIMIT = 100_000  # tokenizers report ~1e30 when they know no maximum length
@@ -54,6 +55,31 @@ def token_ids(tokenizer: Any, texts: Sequence[str], limit: int,
     return ids, truncated
 
 
+def pad_arrays(ids: Sequence[Sequence[int]], pad_id: int,
+               token_type_ids: bool) -> dict[str, np.ndarray]:
+    """Right-pad token id lists into int64 NumPy arrays, the inputs an exported graph takes.
+
+    Args:
+        ids: Token ids, one list per text.
+        pad_id: The tokenizer's padding id.
+        token_type_ids: Add all-zero ``token_type_ids`` (BERT-like models take them).
+
+    Returns:
+        ``input_ids`` and ``attention_mask`` (and ``token_type_ids``), each
+        ``(len(ids), longest)``.
+    """
+    length = max(len(x) for x in ids)
+    input_ids = np.full((len(ids), length), pad_id, dtype=np.int64)
+    mask = np.zeros((len(ids), length), dtype=np.int64)
+    for row, seq in enumerate(ids):
+        input_ids[row, : len(seq)] = seq
+        mask[row, : len(seq)] = 1
+    batch = {"input_ids": input_ids, "attention_mask": mask}
+    if token_type_ids:
+        batch["token_type_ids"] = np.zeros_like(input_ids)
+    return batch
+
+
 def pad(ids: Sequence[Sequence[int]], pad_id: int, token_type_ids: bool,
         device: torch.device) -> dict[str, torch.Tensor]:
     """Right-pad token id lists into model inputs on ``device``.
@@ -68,15 +94,8 @@ def pad(ids: Sequence[Sequence[int]], pad_id: int, token_type_ids: bool,
         ``input_ids`` and ``attention_mask`` (and ``token_type_ids``), each
         ``(len(ids), longest)``.
     """
-    length = max(len(x) for x in ids)
-    input_ids = torch.full((len(ids), length), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(ids), length), dtype=torch.long)
-    for row, seq in enumerate(ids):
-        input_ids[row, : len(seq)] = torch.as_tensor(seq, dtype=torch.long)
-        mask[row, : len(seq)] = 1
-    batch = {"input_ids": input_ids, "attention_mask": mask}
-    if token_type_ids:
-        batch["token_type_ids"] = torch.zeros_like(input_ids)
+    # filled in NumPy: one torch call per row would cost more than the copy it saves
+    batch = {k: torch.from_numpy(v) for k, v in pad_arrays(ids, pad_id, token_type_ids).items()}
     if device.type == "cpu":
         return batch
     return {k: v.to(device, non_blocking=True) for k, v in batch.items()}

@@ -1,7 +1,8 @@
+import numpy as np
 import pytest
 import torch
 
-from siamtext.pooling import cls_pooling, get_pooling, max_pooling, mean_pooling
+from siamtext.pooling import cls_pooling, get_pooling, max_pooling, mean_pooling, pool_arrays
 
 # Two sentences, 3 positions, dim 2; the second sentence has one padding position whose
 # values are huge so that any leak of padding into the result is obvious.
@@ -37,3 +38,25 @@ def test_get_pooling_unknown_name():
     expected = r"pooling must be one of \['cls', 'max', 'mean'\], got 'sum'"
     with pytest.raises(ValueError, match=expected):
         get_pooling("sum")
+
+
+def test_pool_arrays_match_the_hand_computed_and_torch_results():
+    tokens, mask = TOKENS.numpy(), MASK.numpy()
+    np.testing.assert_allclose(pool_arrays("mean", tokens, mask), [[3.0, 2.0], [3.0, 2.0]])
+    np.testing.assert_array_equal(pool_arrays("max", tokens, mask), [[5.0, 4.0], [4.0, 6.0]])
+    np.testing.assert_array_equal(pool_arrays("cls", tokens, mask), [[1.0, 2.0], [2.0, -2.0]])
+    np.testing.assert_array_equal(pool_arrays("mean", tokens, np.zeros_like(mask)),
+                                  np.zeros((2, 2)))  # all padding: zero, not NaN
+    rng = np.random.default_rng(0)
+    tokens = rng.standard_normal((4, 7, 5)).astype(np.float32)
+    mask = (np.arange(7) < np.array([[7], [3], [1], [5]])).astype(np.int64)
+    for name in ("mean", "max", "cls"):
+        want = get_pooling(name)(torch.from_numpy(tokens), torch.from_numpy(mask)).numpy()
+        got = pool_arrays(name, tokens, mask)
+        assert got.dtype == np.float32
+        np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6)
+
+
+def test_pool_arrays_unknown_name():
+    with pytest.raises(ValueError, match="pooling must be one of"):
+        pool_arrays("sum", TOKENS.numpy(), MASK.numpy())

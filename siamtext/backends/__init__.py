@@ -49,7 +49,8 @@ OUTPUT_NAMES = ("last_hidden_state", "token_embeddings")
 
 
 class Engine(Protocol):
-    """A loaded exported transformer: a padded batch in, token embeddings out.
+    """A loaded exported transformer: a padded batch (tensors or NumPy int arrays) in, token
+    embeddings out.
 
     An engine may also offer ``concurrency`` (an int above 1) and a ``one_thread`` method
     with the ``__call__`` signature that several Python threads may call at once; then
@@ -152,9 +153,11 @@ def backend_files(backend: str, file_name: str | None) -> tuple[str, ...]:
     return (path, *companions(backend, path)) if backend == "openvino" else (path,)
 
 
-def graph_inputs(names: list[str], path: Path, **given: torch.Tensor) -> dict[str, np.ndarray]:
-    """The int64 arrays an exported graph with inputs ``names`` takes, from a padded batch;
-    a graph that wants ``token_type_ids`` the tokenizer did not give gets zeros.
+def graph_inputs(names: list[str], path: Path,
+                 **given: torch.Tensor | np.ndarray) -> dict[str, np.ndarray]:
+    """The int64 arrays an exported graph with inputs ``names`` takes, from a padded batch
+    (tensors or NumPy arrays); a graph that wants ``token_type_ids`` the tokenizer did not
+    give gets zeros.
 
     Raises:
         ValueError: If the graph needs an input the batch lacks.
@@ -163,11 +166,13 @@ def graph_inputs(names: list[str], path: Path, **given: torch.Tensor) -> dict[st
     for name in names:
         value = given.get(name)
         if value is None and name == "token_type_ids":
-            value = torch.zeros_like(given["input_ids"])
+            value = np.zeros(tuple(given["input_ids"].shape), dtype=np.int64)
         if value is None:
             raise ValueError(f"{path}: the graph needs input {name!r}, which the tokenizer "
                              f"does not give (it gives {sorted(given)})")
-        feed[name] = value.detach().cpu().numpy().astype(np.int64, copy=False)
+        if isinstance(value, torch.Tensor):
+            value = value.detach().cpu().numpy()
+        feed[name] = value.astype(np.int64, copy=False)
     return feed
 
 

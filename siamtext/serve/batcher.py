@@ -300,10 +300,9 @@ class Batcher:
         if alone and workers > 1:
             self._parallel(flat, split_passes(passes, workers, flat), out)
         else:
-            embed = self.model.embed if alone else self.model._embed_one_thread
             with torch.inference_mode():
                 for index in passes:
-                    out[index] = self._embed(embed, flat, index)
+                    out[index] = self._embed(flat, index, one_thread=not alone)
         results, row = [], 0
         for ids in jobs:
             results.append(out[row : row + len(ids)])
@@ -326,14 +325,24 @@ class Batcher:
 
         def run(index: list[int]) -> None:
             with torch.inference_mode():  # thread-local
-                out[index] = self._embed(self.model._embed_one_thread, flat, index)
+                out[index] = self._embed(flat, index, one_thread=True)
 
         for _ in self._pool.map(run, passes):  # re-raises a pass's error
             pass
 
-    def _embed(self, embed: Callable, flat: list[list[int]], index: list[int]) -> np.ndarray:
-        inputs = self.model.pad([flat[i] for i in index])
-        return embed(**inputs).float().cpu().numpy()
+    def _embed(self, flat: list[list[int]], index: list[int], one_thread: bool) -> np.ndarray:
+        """Pooled embeddings of ``flat[index]``: on every thread, or on the engine's one-thread
+        session with ``one_thread`` (only engines with ``concurrency`` have one)."""
+        ids = [flat[i] for i in index]
+        if self.model.backend != "torch":
+            # NumPy from padding to pooling: each torch call lets the GIL go and then waits to
+            # take it back from the event loop while the lane's core idles (64 clients of one
+            # text, ONNX int8, 2 cores, alternating 20 s points: the machine 13 to 15 % idle
+            # instead of 18 to 20; texts/s 384.0 to 392.1 against 355.1 to 410.2, and in an
+            # earlier prototype 428.8 to 437.6 against 361.8 to 392.1)
+            return self.model._embed_arrays(self.model.pad_arrays(ids), one_thread)
+        embed = self.model._embed_one_thread if one_thread else self.model.embed
+        return embed(**self.model.pad(ids)).float().cpu().numpy()
 
 
 #: Batches of at least this many texts run their passes at once on an engine that can.

@@ -29,6 +29,26 @@ def test_session_gives_token_embeddings(tiny_model, tiny_onnx):
     assert (out - ref).abs().max().item() <= 1e-4
 
 
+def test_arrays_in_and_out_give_what_tensors_give(tiny_model, tiny_onnx):
+    """The server's lanes pad, run and pool in NumPy (no torch call); the same texts as
+    tensors through ``embed`` give the same embeddings, on either session."""
+    ids = tiny_onnx.token_ids(TEXTS)
+    arrays = tiny_onnx.pad_arrays(ids)
+    tensors = tiny_onnx.pad(ids)
+    assert set(arrays) == set(tensors)
+    for name, value in arrays.items():
+        assert value.dtype == np.int64
+        np.testing.assert_array_equal(value, tensors[name].numpy())
+    with torch.inference_mode():
+        want = tiny_onnx.embed(**tensors).numpy()
+    for one_thread in (False, True):
+        got = tiny_onnx._embed_arrays(arrays, one_thread)
+        assert got.dtype == np.float32
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+    with pytest.raises(RuntimeError, match="needs an exported model"):
+        tiny_model._embed_arrays(arrays)
+
+
 @pytest.mark.parametrize("batch_size", [1, 2, 32])
 @pytest.mark.parametrize("normalize", [True, False])
 def test_encode_matches_torch(tiny_model, tiny_onnx, corpus, batch_size, normalize):

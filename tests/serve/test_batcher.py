@@ -384,20 +384,18 @@ def test_a_large_batch_runs_its_passes_at_once_on_one_thread_sessions(tiny_onnx_
     model = tiny_onnx_model
     monkeypatch.setattr(model._engine, "concurrency", 2)
     calls = {"one_thread": [], "all_threads": 0}
-    one_thread, embed = model._embed_one_thread, model.embed
+    embed_arrays = model._embed_arrays  # an engine's lanes pad, run and pool in NumPy
 
-    def on_one_thread(**inputs):
-        calls["one_thread"].append((threading.current_thread().name,
-                                    inputs["input_ids"].shape[0]))
-        time.sleep(0.05)  # both passes in flight at once, if they run at once
-        return one_thread(**inputs)
+    def tracked(arrays, one_thread=False):
+        if one_thread:
+            calls["one_thread"].append((threading.current_thread().name,
+                                        arrays["input_ids"].shape[0]))
+            time.sleep(0.05)  # both passes in flight at once, if they run at once
+        else:
+            calls["all_threads"] += 1
+        return embed_arrays(arrays, one_thread)
 
-    def on_all_threads(**inputs):
-        calls["all_threads"] += 1
-        return embed(**inputs)
-
-    monkeypatch.setattr(model, "_embed_one_thread", on_one_thread)
-    monkeypatch.setattr(model, "embed", on_all_threads)
+    monkeypatch.setattr(model, "_embed_arrays", tracked)
     texts = [[f"card number {i} was declined at the shop"] for i in range(10)]
     ids = [model.token_ids(t) for t in texts]
     results, rec = _run_jobs(model, ids, max_wait_ms=0)
@@ -417,15 +415,15 @@ def test_a_failing_pass_fails_its_batch_and_the_batcher_goes_on(tiny_onnx_model,
                                                                 monkeypatch):
     model = tiny_onnx_model
     monkeypatch.setattr(model._engine, "concurrency", 2)
-    one_thread = model._embed_one_thread
+    embed_arrays = model._embed_arrays
     fail = {"on": True}
 
-    def flaky(**inputs):
+    def flaky(arrays, one_thread=False):
         if fail["on"]:
             raise RuntimeError("pass exploded")
-        return one_thread(**inputs)
+        return embed_arrays(arrays, one_thread)
 
-    monkeypatch.setattr(model, "_embed_one_thread", flaky)
+    monkeypatch.setattr(model, "_embed_arrays", flaky)
     batcher = Batcher(model, max_wait_ms=300)  # each round's 8 requests make one batch
     ids = [model.token_ids([f"text number {i}"]) for i in range(8)]
 
@@ -466,20 +464,16 @@ def test_a_batch_taken_while_another_runs_goes_on_a_one_thread_session(tiny_onnx
     model = tiny_onnx_model
     monkeypatch.setattr(model._engine, "concurrency", 2)
     calls = []
-    one_thread, embed = model._embed_one_thread, model.embed
+    embed_arrays = model._embed_arrays
     release = threading.Event()
 
-    def slow_all_threads(**inputs):  # the first batch, alone: every thread, held open
-        calls.append(("all", threading.current_thread().name))
-        release.wait(10)
-        return embed(**inputs)
+    def tracked(arrays, one_thread=False):
+        calls.append(("one" if one_thread else "all", threading.current_thread().name))
+        if not one_thread:  # the first batch, alone: every thread, held open
+            release.wait(10)
+        return embed_arrays(arrays, one_thread)
 
-    def on_one_thread(**inputs):
-        calls.append(("one", threading.current_thread().name))
-        return one_thread(**inputs)
-
-    monkeypatch.setattr(model, "embed", slow_all_threads)
-    monkeypatch.setattr(model, "_embed_one_thread", on_one_thread)
+    monkeypatch.setattr(model, "_embed_arrays", tracked)
     batcher = Batcher(model, max_wait_ms=0)
     first, second = ["my card was declined"], ["where is my parcel", "I was charged twice"]
 
