@@ -34,7 +34,7 @@ Keeping any one later down-projection in fp32 instead gave 0.9938 to 0.9943 and 
 of the speed (302 against 326 sentences/s); on VNNI and AMX the int8 MatMuls are so much
 cheaper that the fp32 ones took a third of the time. Static (calibrated, QDQ) int8 was
 slower and worse here (MinMax calibration on Banking77 train texts: 0.9907 mean cosine at
-610 to 663 texts/s with the down-projections fp32, 0.9417 at 839 to 949 without). Per-tensor
+609.8 to 662.7 texts/s with the down-projections fp32, 0.9417 at 838.6 to 948.9 without). Per-tensor
 weights (0.955 / 0.79) and unsigned weights (Optimum's AVX2 preset) are not offered.
 """
 
