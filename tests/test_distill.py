@@ -387,6 +387,14 @@ def test_narrow_student_onnx_export(narrow_student, tmp_path):
     assert np.abs(fp32.encode(TEXTS) - narrow_student.encode(TEXTS)).max() <= 1e-4
     int8 = ProjectedSiamText(tmp_path / "onnx", backend="onnx", file_name=path.name)
     assert (int8.encode(TEXTS) * narrow_student.encode(TEXTS)).sum(axis=1).min() > 0.9
+    # the server's lanes embed arrays: the projection applies there too
+    from siamtext.serve.batcher import Batcher
+
+    batcher = Batcher(fp32)
+    pooled = batcher._forward([fp32.token_ids([t]) for t in TEXTS])
+    assert [p.shape for p in pooled] == [(1, 8)] * len(TEXTS)
+    np.testing.assert_allclose(np.concatenate(pooled), fp32.encode(TEXTS, normalize=False),
+                               atol=1e-5)
 
 
 @pytest.mark.parametrize(("kwargs", "match"), [

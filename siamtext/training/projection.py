@@ -148,6 +148,12 @@ class ProjectedSiamText(SiamText):
                           **inputs: torch.Tensor) -> torch.Tensor:
         return self.projection(super()._embed_one_thread(input_ids, attention_mask, **inputs))
 
+    def _embed_arrays(self, arrays: dict[str, np.ndarray], one_thread: bool = False
+                      ) -> np.ndarray:
+        pooled = torch.from_numpy(super()._embed_arrays(arrays, one_thread))
+        with torch.inference_mode():
+            return self.projection(pooled).numpy()
+
     def encode(self, *args: Any, **kwargs: Any) -> Any:
         """:meth:`SiamText.encode <siamtext.SiamText.encode>`, but not with ``devices``."""
         if kwargs.get("devices") is not None or len(args) >= 8:
