@@ -405,15 +405,20 @@ def warm_up(server: Server, texts: list[str], n: int = 20) -> None:
                                        **server.extra})
 
 
+def point_spec(server: Server, texts: list[str], concurrency: int, batch: int,
+               duration: float, max_requests: int) -> dict:
+    """What the load generator needs for one point against ``server``'s embedding route."""
+    return {"url": server.url, "route": server.route, "payload_key": server.payload_key,
+            "texts": texts, "concurrency": concurrency, "batch": batch, "duration": duration,
+            "max_requests": max_requests, "extra": server.extra}
+
+
 def measure(server: Server, texts: list[str], concurrency: int, batch: int, duration: float,
             max_requests: int) -> dict:
     """One load point against a running server: the generator's figures, the server's RSS
     before and after, and how much CPU the server used (in all, and per request)."""
     before, cpu = server.rss(), server.cpu()
-    spec = {"url": server.url, "route": server.route, "payload_key": server.payload_key,
-            "texts": texts, "concurrency": concurrency, "batch": batch, "duration": duration,
-            "max_requests": max_requests, "extra": server.extra}
-    result = run_point(spec)
+    result = run_point(point_spec(server, texts, concurrency, batch, duration, max_requests))
     cpu = server.cpu() - cpu
     return {"target": server.name, "concurrency": concurrency, "batch": batch, **result,
             "rss_before_mb": before, "rss_after_mb": server.rss(),
@@ -441,11 +446,7 @@ def throughput(args: argparse.Namespace, model_dir: Path, work: Path, texts: lis
                     print(json.dumps(rows[-1]), flush=True)
             if args.soak:
                 before = server.rss()
-                spec = {"url": server.url, "route": server.route,
-                        "payload_key": server.payload_key, "texts": texts, "concurrency": 64,
-                        "batch": 1, "duration": args.soak, "max_requests": 10**9,
-                        "extra": server.extra}
-                result = run_point(spec)
+                result = run_point(point_spec(server, texts, 64, 1, args.soak, 10**9))
                 after = server.rss()
                 rows.append({"target": name, "soak_s": args.soak, **result,
                              "rss_before_mb": before, "rss_after_mb": after,
@@ -572,11 +573,8 @@ def sweep(args: argparse.Namespace, model_dir: Path, work: Path, texts: list[str
                 server.wait()
                 warm_up(server, texts)
                 for conc in concurrencies:
-                    spec = {"url": server.url, "route": server.route,
-                            "payload_key": server.payload_key, "texts": texts,
-                            "concurrency": conc, "batch": batch,
-                            "duration": args.sweep_duration,
-                            "max_requests": args.max_requests, "extra": server.extra}
+                    spec = point_spec(server, texts, conc, batch, args.sweep_duration,
+                                      args.max_requests)
                     row = {"target": args.sweep_target, "setting": flag, "value": value,
                            "concurrency": conc, "batch": batch, **run_point(spec)}
                     rows.append(row)
