@@ -646,6 +646,11 @@ def summary(rows: list[dict], direct: dict) -> list[str]:
         if r.get("concurrency") == 1 and r.get("batch") == 1 and "p99_ms" in r:
             out.append(f"C=1 {r['target']}: p99 {r['p99_ms']:.1f} ms vs direct encode p99 "
                        f"{direct['p99_ms']:.1f} ms + 3")
+    for r in rows:
+        if r.get("rss_growth") is not None:
+            out.append(f"soak {r['target']} ({r['soak_s']:.0f} s, {r['requests']} requests): "
+                       f"RSS {r['rss_before_mb']:.1f} -> {r['rss_after_mb']:.1f} MiB, "
+                       f"{100 * r['rss_growth']:.2f} % (target < 5 %)")
     errors = sum(sum(r.get("errors", {}).values()) for r in rows)
     out.append(f"errors: {errors} (target 0)")
     return out
