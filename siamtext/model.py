@@ -191,10 +191,8 @@ class SiamText(HubMixin, nn.Module):
     def pad(self, ids: Sequence[Sequence[int]],
             device: str | torch.device | None = None) -> dict[str, torch.Tensor]:
         """Right-pad token id lists into model inputs on ``device`` (default: the model's)."""
-        return tokenization.pad(
-            ids, self.tokenizer.pad_token_id or 0,
-            "token_type_ids" in self.tokenizer.model_input_names,
-            self.device if device is None else torch.device(device))
+        return tokenization.as_tensors(self.pad_arrays(ids),
+                                       self.device if device is None else torch.device(device))
 
     def pad_arrays(self, ids: Sequence[Sequence[int]]) -> dict[str, np.ndarray]:
         """Right-pad token id lists into int64 NumPy arrays, as an exported graph takes them."""

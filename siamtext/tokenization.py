@@ -80,22 +80,18 @@ def pad_arrays(ids: Sequence[Sequence[int]], pad_id: int,
     return batch
 
 
-def pad(ids: Sequence[Sequence[int]], pad_id: int, token_type_ids: bool,
-        device: torch.device) -> dict[str, torch.Tensor]:
-    """Right-pad token id lists into model inputs on ``device``.
+def as_tensors(arrays: dict[str, np.ndarray], device: torch.device) -> dict[str, torch.Tensor]:
+    """The arrays :func:`pad_arrays` gives, as model inputs on ``device``.
 
     Args:
-        ids: Token ids, one list per text.
-        pad_id: The tokenizer's padding id.
-        token_type_ids: Add all-zero ``token_type_ids`` (BERT-like models take them).
+        arrays: ``input_ids`` and ``attention_mask`` (and ``token_type_ids``) as int64 arrays.
         device: Where the tensors go.
 
     Returns:
-        ``input_ids`` and ``attention_mask`` (and ``token_type_ids``), each
-        ``(len(ids), longest)``.
+        The same keys as int64 tensors, sharing memory with the arrays on the CPU.
     """
     # filled in NumPy: one torch call per row would cost more than the copy it saves
-    batch = {k: torch.from_numpy(v) for k, v in pad_arrays(ids, pad_id, token_type_ids).items()}
+    batch = {k: torch.from_numpy(v) for k, v in arrays.items()}
     if device.type == "cpu":
         return batch
     return {k: v.to(device, non_blocking=True) for k, v in batch.items()}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from siamtext.tokenization import pad, pad_arrays
+from siamtext.tokenization import as_tensors, pad_arrays
 
 IDS = [[101, 7, 8, 102], [101, 9, 102], [101, 102]]
 
@@ -22,10 +22,18 @@ def test_pad_arrays_right_pads_with_a_mask():
     assert pad_arrays(IDS, pad_id=5, token_type_ids=False)["input_ids"][2, 3] == 5
 
 
-def test_pad_gives_the_same_as_long_tensors():
+def test_as_tensors_gives_long_tensors_on_the_arrays_memory():
     arrays = pad_arrays(IDS, pad_id=0, token_type_ids=True)
-    tensors = pad(IDS, 0, True, torch.device("cpu"))
+    tensors = as_tensors(arrays, torch.device("cpu"))
     assert set(tensors) == set(arrays)
     for name, value in tensors.items():
         assert value.dtype == torch.long
         np.testing.assert_array_equal(value.numpy(), arrays[name])
+    arrays["input_ids"][2, 3] = 42  # no copy on the CPU
+    assert tensors["input_ids"][2, 3].item() == 42
+
+
+def test_as_tensors_moves_to_another_device():
+    tensors = as_tensors(pad_arrays(IDS, pad_id=0, token_type_ids=False), torch.device("meta"))
+    assert {v.device.type for v in tensors.values()} == {"meta"}
+    assert tensors["attention_mask"].shape == (3, 4)
