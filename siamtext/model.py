@@ -191,6 +191,7 @@ class SiamText(HubMixin, nn.Module):
     def pad(self, ids: Sequence[Sequence[int]],
             device: str | torch.device | None = None) -> dict[str, torch.Tensor]:
         """Right-pad token id lists into model inputs on ``device`` (default: the model's)."""
+        # filled in NumPy: one torch call per row would cost more than the copy it saves
         return tokenization.as_tensors(self.pad_arrays(ids),
                                        self.device if device is None else torch.device(device))
 
