@@ -651,9 +651,13 @@ def summary(rows: list[dict], direct: dict) -> list[str]:
             out.append(f"soak {r['target']} ({r['soak_s']:.0f} s, {r['requests']} requests): "
                        f"RSS {r['rss_before_mb']:.1f} -> {r['rss_after_mb']:.1f} MiB, "
                        f"{100 * r['rss_growth']:.2f} % (target < 5 %)")
-    errors = sum(sum(r.get("errors", {}).values()) for r in rows)
-    out.append(f"errors: {errors} (target 0)")
+    out.append(f"errors: {count_errors(rows)} (target 0)")
     return out
+
+
+def count_errors(rows: list[dict]) -> int:
+    """Failed requests over every row."""
+    return sum(sum(r.get("errors", {}).values()) for r in rows)
 
 
 def main() -> None:
@@ -757,10 +761,6 @@ def main() -> None:
         name += "_soak"
     if name == "serve_load" and args.part in ("throughput", "scale"):
         keep_other_part(payload, "scale" if args.part == "throughput" else "throughput")
-    # the targets are judged on the throughput rows and the direct encode of their own run
-    kept = payload.get("kept_from_previous_run", {}).get("throughput")
-    payload["summary"] = summary(payload.get("throughput", []),
-                                 (kept or payload)["direct_encode"])
     if payload.get("paired"):
         ratios = paired_ratios(payload["paired"])
         payload["paired_ratios"] = [round(r, 3) for r in ratios]
@@ -768,8 +768,12 @@ def main() -> None:
             f"C=64 B=1, paired rounds: {args.targets[0]} / {args.targets[1]} = "
             f"{', '.join(f'{r:.2f}' for r in ratios)}; median {median(ratios):.2f} "
             "(target >= 1.5)",
-            f"errors: {sum(sum(r.get('errors', {}).values()) for r in payload['paired'])} "
-            "(target 0)"]
+            f"errors: {count_errors(payload['paired'])} (target 0)"]
+    else:
+        # the targets are judged on the throughput rows and the direct encode of their own run
+        kept = payload.get("kept_from_previous_run", {}).get("throughput")
+        payload["summary"] = summary(payload.get("throughput", []),
+                                     (kept or payload)["direct_encode"])
     print("\n".join(payload["summary"]))
     path = write_results(name, payload)
     print(f"wrote {path}")
